@@ -1,0 +1,511 @@
+//! `isoexec`: a runc-compatible OCI runtime command line. Only argument
+//! parsing and output live here; the engine does the work.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use runtime::container::{self, Container, CreateOptions, ExecOptions, Status};
+use runtime::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "isoexec",
+    about = "Run host binaries isolated: an OCI runtime in the model of Nomad's exec driver",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0"),
+    disable_version_flag = true
+)]
+struct Cli {
+    /// State directory of containers.
+    #[arg(long, global = true, default_value = "/run/isoexec")]
+    root: PathBuf,
+    /// Also write errors to this file.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility: a `slice:prefix:name` cgroupsPath is
+    /// mapped onto cgroupfs; isoexec does not talk to systemd.
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Accepted and ignored (runc compatibility).
+    #[arg(long, global = true, hide = true)]
+    criu: Option<String>,
+    /// Accepted and ignored (runc compatibility).
+    #[arg(long, global = true, hide = true)]
+    rootless: Option<String>,
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// The bundle directory (config.json and the root).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master when process.terminal is true.
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// MS_MOVE + chroot instead of pivot_root (root on a ramdisk).
+    #[arg(long)]
+    no_pivot: bool,
+    /// Accepted and ignored (runc compatibility).
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Pass descriptors 3..3+N to the container.
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: i32,
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Create a container; its process waits for `start`.
+    Create(CreateArgs),
+    /// Start a created container's process.
+    Start { id: String },
+    /// Print a container's OCI state.
+    State { id: String },
+    /// Send a signal (name, SIG-name or number; default TERM).
+    Kill {
+        /// Signal every process of the container.
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        signal: Option<String>,
+    },
+    /// Delete a container and everything it used.
+    Delete {
+        /// Kill it first if it is running.
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create, start, wait and delete: the exit status is the container's.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once started; do not wait or delete.
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run another process in a running container.
+    Exec {
+        /// An OCI process.json; replaces the command and the flags below.
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// NAME=value, repeatable.
+        #[arg(short, long)]
+        env: Vec<String>,
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// UID[:GID].
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short = 'g', long = "additional-gids")]
+        additional_gids: Vec<u32>,
+        #[arg(long)]
+        no_new_privs: bool,
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: i32,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List the processes of a container.
+    Ps {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Format,
+        id: String,
+        /// Accepted for runc compatibility (ps options); not used.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change a container's limits.
+    Update {
+        /// LinuxResources JSON: a file, or - for standard input.
+        #[arg(short, long)]
+        resources: Option<PathBuf>,
+        #[arg(long)]
+        memory: Option<i64>,
+        #[arg(long)]
+        memory_reservation: Option<i64>,
+        #[arg(long)]
+        memory_swap: Option<i64>,
+        #[arg(long)]
+        cpu_shares: Option<u64>,
+        #[arg(long)]
+        cpu_quota: Option<i64>,
+        #[arg(long)]
+        cpu_period: Option<u64>,
+        #[arg(long)]
+        cpuset_cpus: Option<String>,
+        #[arg(long)]
+        cpuset_mems: Option<String>,
+        #[arg(long)]
+        pids_limit: Option<i64>,
+        id: String,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a config.json template.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Print the OCI features document.
+    Features,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(&cli, &e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Errors go to stderr, and to `--log` (one JSON object a line with
+/// `--log-format json`, as containerd's runc shim reads them).
+fn report(cli: &Cli, e: &Error) {
+    eprintln!("isoexec: {e}");
+    if let Some(path) = &cli.log {
+        let line = match cli.log_format {
+            LogFormat::Json => serde_json::json!({
+                "level": "error",
+                "msg": e.to_string(),
+                "time": container::rfc3339_now(),
+            })
+            .to_string(),
+            LogFormat::Text => format!("{} error: {e}", container::rfc3339_now()),
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<u8> {
+    let root = &cli.root;
+    let load = |id: &str| Container::load(root, id);
+    match &cli.verb {
+        Verb::Create(a) => {
+            container::create(&create_options(cli, a))?;
+            Ok(0)
+        }
+        Verb::Start { id } => container::start(&load(id)?).map(|_| 0),
+        Verb::State { id } => {
+            print_json(&load(id)?.oci_state());
+            Ok(0)
+        }
+        Verb::Kill { all, id, signal } => {
+            let sig = container::parse_signal(signal.as_deref().unwrap_or("TERM"))?;
+            container::kill(&load(id)?, sig, *all).map(|_| 0)
+        }
+        Verb::Delete { force, id } => match load(id) {
+            Ok(c) => container::delete(&c, *force).map(|_| 0),
+            // runc: delete --force of a missing container succeeds.
+            Err(Error::NotFound(_)) if *force => Ok(0),
+            Err(e) => Err(e),
+        },
+        Verb::Run {
+            create,
+            detach,
+            keep,
+        } => run_container(cli, create, *detach, *keep),
+        Verb::Exec {
+            process,
+            detach,
+            pid_file,
+            tty,
+            console_socket,
+            env,
+            cwd,
+            user,
+            additional_gids,
+            no_new_privs,
+            preserve_fds,
+            id,
+            command,
+        } => {
+            let c = load(id)?;
+            let opts = ExecOptions {
+                process_file: process.clone(),
+                args: command.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+                user: user.clone(),
+                additional_gids: additional_gids.clone(),
+                tty: *tty,
+                no_new_privs: *no_new_privs,
+                console_socket: console_socket.clone(),
+                pid_file: pid_file.clone(),
+                preserve_fds: *preserve_fds,
+            };
+            // Block forwarded signals before the fork would be wrong (the
+            // child inherits the mask), so exec first, then wait.
+            let ex = container::exec(&c, &opts)?;
+            if *detach {
+                return Ok(0);
+            }
+            Ok(wait_forwarding(ex.pid))
+        }
+        Verb::Ps { format, id, .. } => {
+            let c = load(id)?;
+            let pids = c.pids()?;
+            match format {
+                Format::Json => print_json(&serde_json::json!(pids)),
+                Format::Table => {
+                    println!("{:<8} CMD", "PID");
+                    for p in pids {
+                        let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                        println!("{p:<8} {}", cmd.trim_end());
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Verb::Pause { id } => load(id)?.pause().map(|_| 0),
+        Verb::Resume { id } => load(id)?.resume().map(|_| 0),
+        Verb::Update {
+            resources,
+            memory,
+            memory_reservation,
+            memory_swap,
+            cpu_shares,
+            cpu_quota,
+            cpu_period,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit,
+            id,
+        } => {
+            let c = load(id)?;
+            let mut r: serde_json::Value = match resources {
+                Some(p) => read_json(p)?,
+                None => serde_json::json!({}),
+            };
+            let mut set = |section: &str, key: &str, v: Option<serde_json::Value>| {
+                if let Some(v) = v {
+                    r[section][key] = v;
+                }
+            };
+            use serde_json::json;
+            set("memory", "limit", memory.map(|v| json!(v)));
+            set(
+                "memory",
+                "reservation",
+                memory_reservation.map(|v| json!(v)),
+            );
+            set("memory", "swap", memory_swap.map(|v| json!(v)));
+            set("cpu", "shares", cpu_shares.map(|v| json!(v)));
+            set("cpu", "quota", cpu_quota.map(|v| json!(v)));
+            set("cpu", "period", cpu_period.map(|v| json!(v)));
+            set("cpu", "cpus", cpuset_cpus.clone().map(|v| json!(v)));
+            set("cpu", "mems", cpuset_mems.clone().map(|v| json!(v)));
+            set("pids", "limit", pids_limit.map(|v| json!(v)));
+            let res: oci_spec::runtime::LinuxResources =
+                serde_json::from_value(r).map_err(|e| {
+                    Error::InvalidArgument(format!("--resources: not valid LinuxResources: {e}"))
+                })?;
+            c.update(&res).map(|_| 0)
+        }
+        Verb::List { format, quiet } => {
+            let all = container::list(root)?;
+            if *quiet {
+                for (id, _) in &all {
+                    println!("{id}");
+                }
+                return Ok(0);
+            }
+            let rows: Vec<serde_json::Value> = all
+                .iter()
+                .map(|(id, c)| match c {
+                    Some(c) => {
+                        let mut s = c.oci_state();
+                        s["id"] = serde_json::json!(id);
+                        s
+                    }
+                    None => {
+                        serde_json::json!({"id": id, "status": Status::Creating.as_str(), "pid": 0,
+                        "bundle": "", "created": "", "owner": ""})
+                    }
+                })
+                .collect();
+            match format {
+                Format::Json => print_json(&serde_json::json!(rows)),
+                Format::Table => {
+                    println!(
+                        "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
+                        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                    );
+                    for r in rows {
+                        println!(
+                            "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
+                            r["id"].as_str().unwrap_or(""),
+                            r["pid"].to_string(),
+                            r["status"].as_str().unwrap_or(""),
+                            r["bundle"].as_str().unwrap_or(""),
+                            r["created"].as_str().unwrap_or(""),
+                            r["owner"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Verb::Spec { bundle } => {
+            let path = bundle.join(runtime::bundle::CONFIG);
+            if path.exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} exists: remove it first",
+                    path.display()
+                )));
+            }
+            let text = serde_json::to_string_pretty(&runtime::features::spec_template())
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            std::fs::write(&path, text + "\n")
+                .map_err(|e| Error::sys(format!("writing {}", path.display()), e))?;
+            Ok(0)
+        }
+        Verb::Features => {
+            print_json(&runtime::features::features());
+            Ok(0)
+        }
+    }
+}
+
+fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        root: cli.root.clone(),
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        systemd_cgroup: cli.systemd_cgroup,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+/// `run`: create, start, and unless detached wait (forwarding signals) and
+/// delete; the exit status is the container's.
+fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
+    let created = container::create(&create_options(cli, a))?;
+    let c = &created.container;
+    if let Err(e) = container::start(c) {
+        let _ = container::delete(c, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(created.init);
+    if !keep {
+        container::delete(c, true)?;
+    }
+    Ok(code)
+}
+
+/// Waits for our child `pid`, passing on the signals a user sends to this
+/// process; returns its exit status (128+signal when killed).
+fn wait_forwarding(pid: Pid) -> u8 {
+    let forwarded = [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ];
+    let mut set = SigSet::empty();
+    for s in forwarded {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    let _ = set.thread_block();
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return code as u8,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as u8,
+            Ok(_) => {}
+            Err(_) => return 255,
+        }
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| Error::sys("reading standard input", e))?;
+        s
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::sys(format!("reading {}", path.display()), e))?
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidArgument(format!("{}: not valid JSON: {e}", path.display())))
+}

@@ -1,0 +1,428 @@
+//! The container's cgroup: created with its limits before the init runs,
+//! joined by every exec, frozen by pause, removed by delete. cgroups v1 or v2
+//! is chosen once, by what the host has mounted (cgroups-rs `hierarchies::auto`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cgroups_rs::{hierarchies, Cgroup, CgroupPid, MaxValue};
+use oci_spec::runtime::LinuxResources;
+
+use crate::error::{Error, Result};
+
+pub struct CgroupManager {
+    cg: Cgroup,
+    path: String,
+}
+
+/// The relative form cgroups-rs wants (it appends the path to each
+/// hierarchy's root, so a leading `/` would replace the root).
+fn rel(path: &str) -> &str {
+    path.trim_start_matches('/')
+}
+
+impl CgroupManager {
+    /// Creates the cgroup `path` and applies `resources`. On failure nothing
+    /// is left behind.
+    pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<Self> {
+        let hier = hierarchies::auto();
+        let cg = if path.starts_with('/') {
+            Cgroup::new(hier, rel(path))
+        } else {
+            // Relative cgroupsPath: below the runtime's own cgroup, per controller.
+            let own =
+                cgroups_rs::cgroup::get_cgroups_relative_paths().map_err(|e| cg_err(path, e))?;
+            Cgroup::new_with_relative_paths(hier, path, own)
+        }
+        .map_err(|e| cg_err(path, e))?;
+        let mgr = CgroupManager {
+            cg,
+            path: path.to_string(),
+        };
+        if let Some(r) = resources {
+            if let Err(e) = mgr.apply(r) {
+                let _ = mgr.destroy();
+                return Err(e);
+            }
+        }
+        Ok(mgr)
+    }
+
+    /// A handle on an existing cgroup (for state, kill --all, exec, delete).
+    pub fn load(path: &str) -> Self {
+        let hier = hierarchies::auto();
+        let cg = if path.starts_with('/') {
+            Cgroup::load(hier, rel(path))
+        } else {
+            match cgroups_rs::cgroup::get_cgroups_relative_paths() {
+                Ok(own) => Cgroup::load_with_relative_paths(hier, path, own),
+                Err(_) => Cgroup::load(hierarchies::auto(), path),
+            }
+        };
+        CgroupManager {
+            cg,
+            path: path.to_string(),
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn is_v2(&self) -> bool {
+        self.cg.v2()
+    }
+
+    /// Applies limits one by one; the kernel's refusal of one comes back
+    /// naming the spec field and the value.
+    pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        crate::plan::validate_resources(r)?;
+        let limits = limits(r);
+        // On v1 memory.limit must stay <= memory.memsw.limit: when raising
+        // both, the swap limit has to go first.
+        let mem_first_fails = limits
+            .iter()
+            .position(|l| matches!(l, Limit::MemoryLimit(_)));
+        for (i, l) in limits.iter().enumerate() {
+            if let Err(e) = self.set(l) {
+                let retry_after_swap = Some(i) == mem_first_fails
+                    && limits.iter().any(|x| matches!(x, Limit::MemorySwap(_)));
+                if retry_after_swap {
+                    if let Some(swap) = limits.iter().find(|x| matches!(x, Limit::MemorySwap(_))) {
+                        self.set(swap).map_err(|e| self.refused(swap, e))?;
+                        self.set(l).map_err(|e| self.refused(l, e))?;
+                        continue;
+                    }
+                }
+                return Err(self.refused(l, e));
+            }
+        }
+        Ok(())
+    }
+
+    fn refused(&self, l: &Limit, cause: String) -> Error {
+        Error::Cgroup {
+            path: self.path.clone(),
+            reason: format!("the kernel refused {} = {} ({cause})", l.field(), l.value()),
+        }
+    }
+
+    /// Writes one limit; the error is the kernel's reason.
+    fn set(&self, l: &Limit) -> std::result::Result<(), String> {
+        use cgroups_rs::{cpu::CpuController, cpuset::CpuSetController};
+        use cgroups_rs::{memory::MemController, pid::PidController};
+        use std::error::Error as _;
+        let missing = || format!("the controller for {} is not mounted", l.field());
+        let mem = || self.cg.controller_of::<MemController>().ok_or_else(missing);
+        let cpu = || self.cg.controller_of::<CpuController>().ok_or_else(missing);
+        let cpuset = || {
+            self.cg
+                .controller_of::<CpuSetController>()
+                .ok_or_else(missing)
+        };
+        let r = match l {
+            Limit::MemoryLimit(v) => mem()?.set_limit(*v),
+            Limit::MemoryReservation(v) => mem()?.set_soft_limit(*v),
+            Limit::MemorySwap(v) => mem()?.set_memswap_limit(*v),
+            Limit::Swappiness(v) => mem()?.set_swappiness(*v),
+            Limit::CpuShares(v) => cpu()?.set_shares(*v),
+            Limit::CpuQuota(v) => cpu()?.set_cfs_quota(*v),
+            Limit::CpuPeriod(v) => cpu()?.set_cfs_period(*v),
+            Limit::Cpus(v) => cpuset()?.set_cpus(v),
+            Limit::Mems(v) => cpuset()?.set_mems(v),
+            Limit::Pids(v) => self
+                .cg
+                .controller_of::<PidController>()
+                .ok_or_else(missing)?
+                .set_pid_max(if *v > 0 {
+                    MaxValue::Value(*v)
+                } else {
+                    MaxValue::Max
+                }),
+        };
+        r.map_err(|e| {
+            e.source()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.to_string())
+        })
+    }
+
+    /// Moves process `pid` into the cgroup (every hierarchy).
+    pub fn add(&self, pid: i32) -> Result<()> {
+        self.cg
+            .add_task_by_tgid(CgroupPid::from(pid as u64))
+            .map_err(|e| cg_err(&self.path, e))
+    }
+
+    /// The processes in the cgroup.
+    pub fn procs(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = self.cg.procs().into_iter().map(|p| p.pid as i32).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    pub fn freeze(&self) -> Result<()> {
+        self.freezer()?.freeze().map_err(|e| cg_err(&self.path, e))
+    }
+
+    pub fn thaw(&self) -> Result<()> {
+        self.freezer()?.thaw().map_err(|e| cg_err(&self.path, e))
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.freezer()
+            .ok()
+            .and_then(|f| f.state().ok())
+            .is_some_and(|s| matches!(s, cgroups_rs::freezer::FreezerState::Frozen))
+    }
+
+    fn freezer(&self) -> Result<&cgroups_rs::freezer::FreezerController> {
+        self.cg
+            .controller_of::<cgroups_rs::freezer::FreezerController>()
+            .ok_or_else(|| Error::Cgroup {
+                path: self.path.clone(),
+                reason: "the freezer controller is not available: pause/resume need it".into(),
+            })
+    }
+
+    /// Host directory of this cgroup in the hierarchy of `controller`
+    /// (v1: `memory`, `cpu`, ...; v2: any name gives the unified dir).
+    pub fn controller_dir(&self, controller: &str) -> Option<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .find(|(name, _)| self.is_v2() || name == controller)
+            .map(|(_, p)| p)
+    }
+
+    /// (controller name, host directory) of every hierarchy the cgroup is in.
+    pub fn dirs(&self) -> Vec<(String, PathBuf)> {
+        self.cg
+            .subsystems()
+            .iter()
+            .map(|s| {
+                let c = s.to_controller();
+                let name = s.controller_name();
+                (name, c.path().to_path_buf())
+            })
+            .collect()
+    }
+
+    /// Kills whatever is left in the cgroup, waits for it, and removes the
+    /// cgroup directories. Idempotent.
+    pub fn destroy(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let procs = self.procs();
+            if procs.is_empty() {
+                break;
+            }
+            for p in &procs {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Cgroup {
+                    path: self.path.clone(),
+                    reason: format!("processes {procs:?} did not exit after SIGKILL"),
+                });
+            }
+            // A frozen cgroup never delivers the SIGKILL.
+            let _ = self.thaw();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut last_err = None;
+        for (_, dir) in self.dirs() {
+            if let Err(e) = remove_dir_retry(&dir) {
+                last_err = Some(Error::Cgroup {
+                    path: dir.display().to_string(),
+                    reason: format!("cannot remove: {e}"),
+                });
+            }
+        }
+        match last_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// rmdir of a cgroup fails with EBUSY for a moment after its last process
+/// died (the kernel frees it asynchronously).
+fn remove_dir_retry(dir: &Path) -> std::io::Result<()> {
+    for _ in 0..200 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    std::fs::remove_dir(dir)
+}
+
+fn cg_err(path: &str, e: cgroups_rs::error::Error) -> Error {
+    use std::error::Error as _;
+    let mut reason = e.to_string();
+    if let Some(src) = e.source() {
+        reason = format!("{reason}: {src}");
+    }
+    Error::Cgroup {
+        path: path.to_string(),
+        reason,
+    }
+}
+
+/// One limit of `linux.resources`, as the cgroup file it becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Limit {
+    MemoryLimit(i64),
+    MemoryReservation(i64),
+    MemorySwap(i64),
+    Swappiness(u64),
+    CpuShares(u64),
+    CpuPeriod(u64),
+    CpuQuota(i64),
+    Cpus(String),
+    Mems(String),
+    /// -1 (or 0) is unlimited.
+    Pids(i64),
+}
+
+impl Limit {
+    /// The spec field the limit comes from, for error messages.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Limit::MemoryLimit(_) => "linux.resources.memory.limit",
+            Limit::MemoryReservation(_) => "linux.resources.memory.reservation",
+            Limit::MemorySwap(_) => "linux.resources.memory.swap",
+            Limit::Swappiness(_) => "linux.resources.memory.swappiness",
+            Limit::CpuShares(_) => "linux.resources.cpu.shares",
+            Limit::CpuPeriod(_) => "linux.resources.cpu.period",
+            Limit::CpuQuota(_) => "linux.resources.cpu.quota",
+            Limit::Cpus(_) => "linux.resources.cpu.cpus",
+            Limit::Mems(_) => "linux.resources.cpu.mems",
+            Limit::Pids(_) => "linux.resources.pids.limit",
+        }
+    }
+
+    fn value(&self) -> String {
+        match self {
+            Limit::MemoryLimit(v) | Limit::MemoryReservation(v) | Limit::MemorySwap(v) => {
+                v.to_string()
+            }
+            Limit::CpuQuota(v) | Limit::Pids(v) => v.to_string(),
+            Limit::Swappiness(v) | Limit::CpuShares(v) | Limit::CpuPeriod(v) => v.to_string(),
+            Limit::Cpus(v) | Limit::Mems(v) => format!("{v:?}"),
+        }
+    }
+}
+
+/// The limits `r` sets, in the order they are written (cpuset before the
+/// rest, period before quota). Pure.
+pub fn limits(r: &LinuxResources) -> Vec<Limit> {
+    let mut out = Vec::new();
+    if let Some(c) = r.cpu() {
+        if let Some(v) = c.cpus().clone().filter(|s| !s.is_empty()) {
+            out.push(Limit::Cpus(v));
+        }
+        if let Some(v) = c.mems().clone().filter(|s| !s.is_empty()) {
+            out.push(Limit::Mems(v));
+        }
+        if let Some(v) = c.shares().filter(|s| *s > 0) {
+            out.push(Limit::CpuShares(v));
+        }
+        if let Some(v) = c.period().filter(|p| *p > 0) {
+            out.push(Limit::CpuPeriod(v));
+        }
+        if let Some(v) = c.quota() {
+            out.push(Limit::CpuQuota(v));
+        }
+    }
+    if let Some(m) = r.memory() {
+        if let Some(v) = m.limit() {
+            out.push(Limit::MemoryLimit(v));
+        }
+        if let Some(v) = m.swap() {
+            out.push(Limit::MemorySwap(v));
+        }
+        if let Some(v) = m.reservation() {
+            out.push(Limit::MemoryReservation(v));
+        }
+        if let Some(v) = m.swappiness() {
+            out.push(Limit::Swappiness(v));
+        }
+    }
+    if let Some(p) = r.pids() {
+        out.push(Limit::Pids(p.limit()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
+
+    #[test]
+    fn resources_become_limits_in_write_order() {
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64i64 << 20)
+                    .reservation(32i64 << 20)
+                    .swap(128i64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(512u64)
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .cpus("0")
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(20i64).build().unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(
+            limits(&r),
+            vec![
+                Limit::Cpus("0".into()),
+                Limit::CpuShares(512),
+                Limit::CpuPeriod(100_000),
+                Limit::CpuQuota(50_000),
+                Limit::MemoryLimit(64 << 20),
+                Limit::MemorySwap(128 << 20),
+                Limit::MemoryReservation(32 << 20),
+                Limit::Pids(20),
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_name_their_field() {
+        assert_eq!(Limit::Cpus("9".into()).field(), "linux.resources.cpu.cpus");
+        assert_eq!(Limit::Cpus("9".into()).value(), "\"9\"");
+        assert_eq!(Limit::Pids(-1).field(), "linux.resources.pids.limit");
+    }
+
+    #[test]
+    fn empty_resources_set_nothing() {
+        assert!(limits(&LinuxResources::default()).is_empty());
+    }
+
+    #[test]
+    fn relative_path_drops_the_leading_slash() {
+        assert_eq!(rel("/isoexec/a"), "isoexec/a");
+        assert_eq!(rel("a/b"), "a/b");
+    }
+}

@@ -1,0 +1,211 @@
+//! `create`: bundle → plan → cgroup → forked init, left blocked on
+//! `exec.fifo` until `start`. On any failure nothing is left behind.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use super::{write_atomic, Container, State, EXEC_FIFO, STATE_FILE};
+use crate::bundle;
+use crate::cgroup::CgroupManager;
+use crate::error::{Context, Error, Result};
+use crate::plan::{self, NsKind, Plan, PlanOptions};
+use crate::sys::{self, init, msg, rootfs::CgroupView, SyncSocket};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The state root (`--root`).
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub systemd_cgroup: bool,
+    pub preserve_fds: i32,
+}
+
+/// A container whose init waits for `start`.
+pub struct Created {
+    pub container: Container,
+    /// The init, a child of this process (for `run`, which waits on it).
+    pub init: Pid,
+}
+
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    plan::validate_id(&opts.id)?;
+    let bundle = std::path::absolute(&opts.bundle)
+        .ctx(|| format!("bundle path {}", opts.bundle.display()))?;
+    let spec = bundle::load(&bundle)?;
+    let plan = plan::plan(
+        &opts.id,
+        &bundle,
+        &spec,
+        &PlanOptions {
+            no_pivot: opts.no_pivot,
+            systemd_cgroup: opts.systemd_cgroup,
+        },
+    )?;
+    if !plan.root.path.is_dir() {
+        return Err(Error::invalid(
+            "root.path",
+            format!("{} is not a directory", plan.root.path.display()),
+        ));
+    }
+
+    std::fs::create_dir_all(&opts.root)
+        .ctx(|| format!("creating state root {}", opts.root.display()))?;
+    let dir = opts.root.join(&opts.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::AlreadyExists(opts.id.clone()))
+        }
+        Err(e) => return Err(Error::sys(format!("creating {}", dir.display()), e)),
+    }
+
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        child: None,
+    };
+    let init = spawn(opts, &plan, &dir, &mut undo)?;
+
+    let state = State {
+        id: opts.id.clone(),
+        pid: init.as_raw(),
+        start_time: sys::process_start_time(init.as_raw()).unwrap_or(0),
+        bundle: bundle.clone(),
+        rootfs: plan.root.path.clone(),
+        created: super::rfc3339_now(),
+        owner: "root".into(),
+        annotations: plan.annotations.clone(),
+        cgroup_path: plan.cgroup.path.clone(),
+        process: spec.process().clone().unwrap_or_default(),
+    };
+    let json = serde_json::to_vec(&state).map_err(|e| Error::Init(e.to_string()))?;
+    write_atomic(&dir.join(STATE_FILE), &json)?;
+    if let Some(p) = &opts.pid_file {
+        write_atomic(p, init.as_raw().to_string().as_bytes())
+            .map_err(|e| Error::InvalidArgument(format!("--pid-file {}: {e}", p.display())))?;
+    }
+    undo.disarm();
+    Ok(Created {
+        container: Container { dir, state },
+        init,
+    })
+}
+
+fn spawn(opts: &CreateOptions, plan: &Plan, dir: &Path, undo: &mut Undo) -> Result<Pid> {
+    let cgroup = CgroupManager::create(&plan.cgroup.path, plan.cgroup.resources.as_ref())?;
+    let cgroup_dirs = cgroup.dirs();
+    let v2 = cgroup.is_v2();
+    undo.cgroup = Some(cgroup);
+
+    let fifo = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        .ctx(|| format!("mkfifo {}", fifo.display()))?;
+
+    let console =
+        match (&opts.console_socket, plan.process.terminal) {
+            (Some(path), true) => Some(
+                UnixStream::connect(path)
+                    .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
+            ),
+            (None, true) => return Err(Error::InvalidArgument(
+                "process.terminal is true: give --console-socket (the pty master is sent there)"
+                    .into(),
+            )),
+            _ => None,
+        };
+
+    // Joining a pid namespace applies to children, so it happens here.
+    let join_pid = plan
+        .namespaces
+        .join
+        .iter()
+        .find(|(k, _)| *k == NsKind::Pid)
+        .map(|(_, p)| p.clone());
+    if let Some(path) = &join_pid {
+        let f = std::fs::File::open(path)
+            .ctx(|| format!("opening pid namespace {}", path.display()))?;
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
+            .ctx(|| format!("joining pid namespace {}", path.display()))?;
+    }
+
+    let mut flags = nix::sched::CloneFlags::empty();
+    for k in &plan.namespaces.new {
+        if *k != NsKind::Cgroup {
+            flags |= k.clone_flag();
+        }
+    }
+    let (parent_end, child_end) = SyncSocket::pair().ctx(|| "socketpair".into())?;
+    // SAFETY: the `isoexec` command line is single-threaded here; the child
+    // only runs `init_main`, which never returns.
+    let child = unsafe { sys::clone_fork(flags) }.ctx(|| "clone of the container init".into())?;
+    let Some(child) = child else {
+        drop(parent_end);
+        init::init_main(init::InitArgs {
+            plan,
+            sync: &child_end,
+            fifo_path: &fifo,
+            console: console.as_ref().map(|c| c.as_raw_fd()),
+            cgroups: CgroupView {
+                v2,
+                dirs: &cgroup_dirs,
+            },
+            preserve_fds: opts.preserve_fds,
+        });
+    };
+    undo.child = Some(child);
+    drop(child_end);
+    drop(console);
+
+    if let Some(cg) = &undo.cgroup {
+        cg.add(child.as_raw())?;
+    }
+    parent_end
+        .send(msg::GO, b"")
+        .ctx(|| "starting the container init".into())?;
+    match parent_end
+        .recv()
+        .ctx(|| "waiting for the container init".into())?
+    {
+        Some((msg::READY, _)) => Ok(child),
+        Some((msg::ERROR, m)) => Err(Error::Init(String::from_utf8_lossy(&m).into_owned())),
+        _ => Err(Error::Init("the container init died during set-up".into())),
+    }
+}
+
+/// Rolls back a half-made container when `create` fails.
+struct Undo {
+    dir: Option<PathBuf>,
+    cgroup: Option<CgroupManager>,
+    child: Option<Pid>,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.take() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.destroy();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `delete`: removes a container: its processes (with `force`, or when it
+//! never started), its cgroup and its state directory. Mounts need no
+//! clean-up: they lived in the container's mount namespace.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::{Container, Status};
+use crate::error::{Context, Result};
+
+pub fn delete(c: &Container, force: bool) -> Result<()> {
+    let status = c.status();
+    match status {
+        Status::Stopped => {}
+        // A created container has run nothing of the user's: runc deletes it too.
+        Status::Created => kill_init(c)?,
+        _ if force => kill_init(c)?,
+        s => return Err(c.wrong_state(s, "stop it first or use delete --force")),
+    }
+    c.cgroup().destroy()?;
+    std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))
+}
+
+fn kill_init(c: &Container) -> Result<()> {
+    let _ = nix::sys::signal::kill(c.pid(), Signal::SIGKILL);
+    let _ = c.cgroup().thaw();
+    wait_gone(c, Duration::from_secs(10));
+    Ok(())
+}
+
+/// Waits until the init has exited (it may not be our child, so no waitpid:
+/// a pidfd becomes readable when the process exits).
+pub(crate) fn wait_gone(c: &Container, timeout: Duration) {
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, c.state.pid, 0) };
+    if fd >= 0 {
+        // SAFETY: fresh descriptor.
+        let fd = unsafe { crate::sys::own_fd(fd as i32) };
+        if c.init_alive() {
+            let mut p = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&fd),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ms = timeout.as_millis().min(u16::MAX as u128) as u16;
+            let _ = nix::poll::poll(&mut p, nix::poll::PollTimeout::from(ms));
+        }
+        return;
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    while c.init_alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -1,0 +1,266 @@
+//! Containers on disk and their verbs, one file each: a container is a
+//! directory `ROOT/ID/` with `state.json` and, until it is started,
+//! `exec.fifo`.
+
+mod create;
+mod delete;
+mod exec;
+mod kill;
+mod start;
+
+pub use create::{create, CreateOptions, Created};
+pub use delete::delete;
+pub use exec::{exec, ExecOptions, Execed};
+pub use kill::{kill, parse_signal};
+pub use start::start;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::CgroupManager;
+use crate::error::{Context, Error, Result};
+use crate::sys;
+
+pub const STATE_FILE: &str = "state.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// What isoexec remembers about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    /// The init's pid (in the runtime's pid namespace).
+    pub pid: i32,
+    /// The init's start time: with the pid, tells the init from a later
+    /// process that got the same pid.
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub owner: String,
+    pub annotations: BTreeMap<String, String>,
+    pub cgroup_path: String,
+    /// The spec's `process`: what `exec` inherits unless told otherwise.
+    pub process: oci_spec::runtime::Process,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A container found in the state root.
+pub struct Container {
+    pub dir: PathBuf,
+    pub state: State,
+}
+
+impl Container {
+    pub fn load(root: &Path, id: &str) -> Result<Self> {
+        crate::plan::validate_id(id)?;
+        let dir = root.join(id);
+        let path = dir.join(STATE_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(Error::sys(format!("reading {}", path.display()), e)),
+        };
+        let state = serde_json::from_str(&text).map_err(|e| Error::Bundle {
+            path: path.clone(),
+            reason: format!(
+                "corrupt state: {e}; remove the directory with `isoexec delete --force {id}`"
+            ),
+        })?;
+        Ok(Container { dir, state })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.state.pid)
+    }
+
+    pub fn cgroup(&self) -> CgroupManager {
+        CgroupManager::load(&self.state.cgroup_path)
+    }
+
+    /// True while the init (this very process, not a reuse of its pid) lives.
+    pub fn init_alive(&self) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.state.pid)) else {
+            return false;
+        };
+        match sys::parse_stat(&stat) {
+            Some((state, start)) => start == self.state.start_time && state != 'Z' && state != 'X',
+            None => false,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        if !self.init_alive() {
+            Status::Stopped
+        } else if self.dir.join(EXEC_FIFO).exists() {
+            Status::Created
+        } else if self.cgroup().is_frozen() {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+
+    fn wrong_state(&self, status: Status, hint: &str) -> Error {
+        Error::WrongState {
+            id: self.id().to_string(),
+            status: status.to_string(),
+            hint: hint.to_string(),
+        }
+    }
+
+    /// The OCI state document (`isoexec state`).
+    pub fn oci_state(&self) -> serde_json::Value {
+        let status = self.status();
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.state.pid
+        };
+        serde_json::json!({
+            "ociVersion": OCI_VERSION,
+            "id": self.state.id,
+            "status": status.as_str(),
+            "pid": pid,
+            "bundle": self.state.bundle,
+            "rootfs": self.state.rootfs,
+            "created": self.state.created,
+            "owner": self.state.owner,
+            "annotations": self.state.annotations,
+        })
+    }
+
+    pub fn pause(&self) -> Result<()> {
+        match self.status() {
+            Status::Running => self.cgroup().freeze(),
+            s => Err(self.wrong_state(s, "only a running container can be paused")),
+        }
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        match self.status() {
+            Status::Paused => self.cgroup().thaw(),
+            s => Err(self.wrong_state(s, "only a paused container can be resumed")),
+        }
+    }
+
+    /// Pids of every process in the container.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        match self.status() {
+            Status::Stopped => Ok(vec![]),
+            _ => Ok(self.cgroup().procs()),
+        }
+    }
+
+    /// Changes the container's limits (`isoexec update`).
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        match self.status() {
+            Status::Stopped => Err(self.wrong_state(Status::Stopped, "nothing to update")),
+            _ => self.cgroup().apply(resources),
+        }
+    }
+}
+
+/// Every container in the state root, sorted by id; directories without a
+/// state file are containers still being created.
+pub fn list(root: &Path) -> Result<Vec<(String, Option<Container>)>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::sys(format!("reading {}", root.display()), e)),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        if !e.path().is_dir() {
+            continue;
+        }
+        let id = e.file_name().to_string_lossy().into_owned();
+        let c = Container::load(root, &id).ok();
+        out.push((id, c));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Writes `path` atomically (temp file + rename).
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).ctx(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(|| format!("renaming to {}", path.display()))
+}
+
+/// Now as RFC 3339 UTC with nanoseconds, as runc writes `created`.
+pub fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (civil-from-days).
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(rfc3339(1_795_818_896, 0), "2026-11-27T22:34:56.000000000Z");
+    }
+}

@@ -1,0 +1,1016 @@
+//! The translation from an OCI runtime spec to a [`Plan`]: everything the
+//! executor needs to start a container, validated and resolved, with no
+//! system call made. This is the one place that decides *what* happens; the
+//! `sys` module only carries it out.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec};
+
+use crate::error::{Error, Result};
+
+/// A container, ready to be executed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub root: RootPlan,
+    pub namespaces: NamespacePlan,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub mounts: Vec<MountPlan>,
+    pub devices: Vec<DevicePlan>,
+    /// Symlinks made in `/dev` after the devices (`/dev/fd`, `/dev/stdin`, ...).
+    pub dev_symlinks: Vec<(PathBuf, PathBuf)>,
+    pub masked_paths: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub sysctl: Vec<(String, String)>,
+    pub process: ProcessPlan,
+    pub cgroup: CgroupPlan,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The container's root filesystem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RootPlan {
+    /// Absolute host path of the root directory.
+    pub path: PathBuf,
+    pub readonly: bool,
+    /// Propagation applied to `/` inside the container (`linux.rootfsPropagation`).
+    pub propagation: Option<MsFlags>,
+    /// `pivot_root` (default), or MS_MOVE + chroot with `--no-pivot`.
+    pub pivot: bool,
+}
+
+/// A Linux namespace kind, with what the kernel calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NsKind {
+    User,
+    Mount,
+    Uts,
+    Ipc,
+    Net,
+    Pid,
+    Cgroup,
+    Time,
+}
+
+impl NsKind {
+    pub fn clone_flag(self) -> CloneFlags {
+        match self {
+            NsKind::User => CloneFlags::CLONE_NEWUSER,
+            NsKind::Mount => CloneFlags::CLONE_NEWNS,
+            NsKind::Uts => CloneFlags::CLONE_NEWUTS,
+            NsKind::Ipc => CloneFlags::CLONE_NEWIPC,
+            NsKind::Net => CloneFlags::CLONE_NEWNET,
+            NsKind::Pid => CloneFlags::CLONE_NEWPID,
+            NsKind::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            NsKind::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+        }
+    }
+
+    /// The name under `/proc/PID/ns/`.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            NsKind::User => "user",
+            NsKind::Mount => "mnt",
+            NsKind::Uts => "uts",
+            NsKind::Ipc => "ipc",
+            NsKind::Net => "net",
+            NsKind::Pid => "pid",
+            NsKind::Cgroup => "cgroup",
+            NsKind::Time => "time",
+        }
+    }
+
+    /// Every kind, in the order a process joins them (user first, so the
+    /// others are joined with its privileges; mount last but pid, which only
+    /// affects children).
+    pub const JOIN_ORDER: [NsKind; 8] = [
+        NsKind::User,
+        NsKind::Ipc,
+        NsKind::Uts,
+        NsKind::Net,
+        NsKind::Cgroup,
+        NsKind::Time,
+        NsKind::Mount,
+        NsKind::Pid,
+    ];
+
+    fn from_oci(t: LinuxNamespaceType) -> Self {
+        match t {
+            LinuxNamespaceType::Mount => NsKind::Mount,
+            LinuxNamespaceType::Cgroup => NsKind::Cgroup,
+            LinuxNamespaceType::Uts => NsKind::Uts,
+            LinuxNamespaceType::Ipc => NsKind::Ipc,
+            LinuxNamespaceType::User => NsKind::User,
+            LinuxNamespaceType::Pid => NsKind::Pid,
+            LinuxNamespaceType::Network => NsKind::Net,
+            LinuxNamespaceType::Time => NsKind::Time,
+        }
+    }
+}
+
+/// Which namespaces the init creates and which it joins.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NamespacePlan {
+    /// Namespaces created for the container.
+    pub new: Vec<NsKind>,
+    /// Existing namespaces joined, by path (e.g. a pod's network namespace).
+    pub join: Vec<(NsKind, PathBuf)>,
+}
+
+impl NamespacePlan {
+    pub fn creates(&self, kind: NsKind) -> bool {
+        self.new.contains(&kind)
+    }
+
+    /// True when the container has a namespace of this kind, new or joined.
+    pub fn has(&self, kind: NsKind) -> bool {
+        self.creates(kind) || self.join.iter().any(|(k, _)| *k == kind)
+    }
+}
+
+/// What a mount is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MountKind {
+    /// A bind mount of `source`; `recursive` for `rbind`.
+    Bind { recursive: bool },
+    /// A filesystem mount (`proc`, `tmpfs`, `sysfs`, ...).
+    Fs { fstype: String },
+    /// The container's own cgroup directories, read-only unless `rw`.
+    Cgroup,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountPlan {
+    /// Absolute path inside the container.
+    pub destination: PathBuf,
+    pub source: Option<PathBuf>,
+    pub kind: MountKind,
+    /// MS_* flags other than bind and propagation (MS_RDONLY, MS_NOSUID, ...).
+    pub flags: MsFlags,
+    /// Propagation changes applied after the mount, in order.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific options (`mode=755,size=65536k`).
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicePlan {
+    /// Absolute path inside the container (under `/dev`).
+    pub path: PathBuf,
+    pub kind: DeviceKind,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits (0o666 when the spec does not say).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The five capability sets, as kernel capabilities.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CapabilityPlan {
+    pub bounding: Vec<caps::Capability>,
+    pub effective: Vec<caps::Capability>,
+    pub inheritable: Vec<caps::Capability>,
+    pub permitted: Vec<caps::Capability>,
+    pub ambient: Vec<caps::Capability>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    /// `libc::RLIMIT_*`.
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The process the container runs (the init, or one exec'd into it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessPlan {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub capabilities: CapabilityPlan,
+    pub rlimits: Vec<Rlimit>,
+    pub no_new_privileges: bool,
+    pub oom_score_adj: Option<i32>,
+    pub terminal: bool,
+    /// (rows, columns) of the terminal.
+    pub console_size: Option<(u16, u16)>,
+}
+
+/// Where the container's cgroup is and what it limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CgroupPlan {
+    /// Path below each hierarchy's root (absolute) or below the runtime's
+    /// own cgroup (relative).
+    pub path: String,
+    pub resources: Option<LinuxResources>,
+}
+
+/// Options that come from the command line rather than the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub no_pivot: bool,
+    /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
+}
+
+fn dev_tmpfs() -> MountPlan {
+    MountPlan {
+        destination: PathBuf::from("/dev"),
+        source: Some(PathBuf::from("tmpfs")),
+        kind: MountKind::Fs {
+            fstype: "tmpfs".into(),
+        },
+        flags: MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        propagation: vec![],
+        data: Some("mode=755,size=65536k".into()),
+    }
+}
+
+/// The default device nodes every container gets (as runc creates them).
+pub fn default_devices() -> Vec<DevicePlan> {
+    let dev = |name: &str, major, minor| DevicePlan {
+        path: PathBuf::from("/dev").join(name),
+        kind: DeviceKind::Char,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    };
+    vec![
+        dev("null", 1, 3),
+        dev("zero", 1, 5),
+        dev("full", 1, 7),
+        dev("random", 1, 8),
+        dev("urandom", 1, 9),
+        dev("tty", 5, 0),
+    ]
+}
+
+fn default_dev_symlinks() -> Vec<(PathBuf, PathBuf)> {
+    [
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+        ("pts/ptmx", "/dev/ptmx"),
+    ]
+    .iter()
+    .map(|(target, link)| (PathBuf::from(target), PathBuf::from(link)))
+    .collect()
+}
+
+/// Translates `spec` (from the bundle at `bundle`) into a plan for container `id`.
+pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<Plan> {
+    validate_id(id)?;
+    if !bundle.is_absolute() {
+        return Err(Error::InvalidArgument(format!(
+            "bundle path {} must be absolute",
+            bundle.display()
+        )));
+    }
+    let root = root_plan(bundle, spec, opts)?;
+    let namespaces = namespace_plan(spec)?;
+    let linux = spec.linux().as_ref();
+
+    if spec.hostname().is_some() && !namespaces.creates(NsKind::Uts) {
+        return Err(Error::invalid(
+            "hostname",
+            "setting a hostname needs a new uts namespace (add {\"type\": \"uts\"} to linux.namespaces)",
+        ));
+    }
+
+    let mut mounts = Vec::new();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        mounts.push(mount_plan(i, m)?);
+    }
+    if !namespaces.creates(NsKind::Mount) {
+        return Err(Error::invalid(
+            "linux.namespaces",
+            "isoexec needs a new mount namespace to build the root without touching the host's mounts (add {\"type\": \"mount\"})",
+        ));
+    }
+    // /dev is always a fresh tmpfs with only the standard nodes, never the
+    // root directory's own /dev (nor the host's).
+    if !mounts.iter().any(|m| m.destination == Path::new("/dev")) {
+        mounts.insert(0, dev_tmpfs());
+    }
+
+    let mut devices = default_devices();
+    for (i, d) in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let field = format!("linux.devices[{i}]");
+        let path = inside_root(&field, d.path())?;
+        if !path.starts_with("/dev") {
+            return Err(Error::invalid(
+                field,
+                format!("device path {} is not under /dev", d.path().display()),
+            ));
+        }
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => DeviceKind::Char,
+            LinuxDeviceType::B => DeviceKind::Block,
+            LinuxDeviceType::P => DeviceKind::Fifo,
+            LinuxDeviceType::A => {
+                return Err(Error::invalid(field, "type \"a\" is not a device type"))
+            }
+        };
+        let (major, minor) = (d.major(), d.minor());
+        if kind != DeviceKind::Fifo && (major < 0 || minor < 0) {
+            return Err(Error::invalid(
+                field,
+                "major and minor must not be negative",
+            ));
+        }
+        let plan = DevicePlan {
+            path,
+            kind,
+            major: major.max(0) as u64,
+            minor: minor.max(0) as u64,
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        };
+        // A device the spec names replaces the default of the same path.
+        devices.retain(|x| x.path != plan.path);
+        devices.push(plan);
+    }
+
+    let paths = |field: &str, list: Option<&Vec<String>>| -> Result<Vec<PathBuf>> {
+        list.into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, p)| inside_root(&format!("{field}[{i}]"), Path::new(p)))
+            .collect()
+    };
+    let masked_paths = paths(
+        "linux.maskedPaths",
+        linux.and_then(|l| l.masked_paths().as_ref()),
+    )?;
+    let readonly_paths = paths(
+        "linux.readonlyPaths",
+        linux.and_then(|l| l.readonly_paths().as_ref()),
+    )?;
+
+    let mut sysctl: Vec<(String, String)> = linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    sysctl.sort();
+    for (k, _) in &sysctl {
+        validate_sysctl(k, &namespaces)?;
+    }
+
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("process", "missing: the spec must say what to run"))?;
+    let process = process_plan(process, "process")?;
+
+    let cgroup = cgroup_plan(id, spec, opts)?;
+
+    Ok(Plan {
+        id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        root,
+        namespaces,
+        hostname: spec.hostname().clone(),
+        domainname: spec.domainname().clone(),
+        mounts,
+        devices,
+        dev_symlinks: default_dev_symlinks(),
+        masked_paths,
+        readonly_paths,
+        sysctl,
+        process,
+        cgroup,
+        annotations: spec
+            .annotations()
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// Container ids are used as directory names: keep them to what runc allows.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "invalid container id {id:?}: use letters, digits, '_', '+', '-' and '.'"
+        )))
+    }
+}
+
+fn root_plan(bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<RootPlan> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("root", "missing: the spec must name a root directory"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(Error::invalid("root.path", "empty"));
+    }
+    let path = normalize(&bundle.join(root.path()));
+    let propagation = match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        None | Some("") => None,
+        Some(p) => Some(propagation_flag(p).ok_or_else(|| {
+            Error::invalid(
+                "linux.rootfsPropagation",
+                format!("unknown propagation {p:?} (use private, rprivate, shared, rshared, slave, rslave, unbindable or runbindable)"),
+            )
+        })?),
+    };
+    Ok(RootPlan {
+        path,
+        readonly: root.readonly().unwrap_or(false),
+        propagation,
+        pivot: !opts.no_pivot,
+    })
+}
+
+fn namespace_plan(spec: &Spec) -> Result<NamespacePlan> {
+    let mut plan = NamespacePlan::default();
+    let mut seen = Vec::new();
+    for (i, ns) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let kind = NsKind::from_oci(ns.typ());
+        if seen.contains(&kind) {
+            return Err(Error::invalid(
+                format!("linux.namespaces[{i}]"),
+                format!("namespace {} is listed twice", kind.proc_name()),
+            ));
+        }
+        seen.push(kind);
+        if kind == NsKind::User {
+            return Err(Error::invalid(
+                format!("linux.namespaces[{i}]"),
+                "user namespaces are not supported by isoexec (tasks run with host ids, as the exec driver's do)",
+            ));
+        }
+        match ns.path() {
+            Some(p) if !p.as_os_str().is_empty() => {
+                if !p.is_absolute() {
+                    return Err(Error::invalid(
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{} is not an absolute path", p.display()),
+                    ));
+                }
+                plan.join.push((kind, p.clone()));
+            }
+            _ => plan.new.push(kind),
+        }
+    }
+    plan.new.sort();
+    plan.join
+        .sort_by_key(|(k, _)| NsKind::JOIN_ORDER.iter().position(|o| o == k));
+    Ok(plan)
+}
+
+fn mount_plan(index: usize, m: &oci_spec::runtime::Mount) -> Result<MountPlan> {
+    let field = format!("mounts[{index}]");
+    let destination = inside_root(&format!("{field}.destination"), m.destination())?;
+    if destination == Path::new("/") {
+        return Err(Error::invalid(
+            format!("{field}.destination"),
+            "cannot mount over / (set root.path instead)",
+        ));
+    }
+    let opts = parse_mount_options(m.options().as_deref().unwrap_or_default());
+    let fstype = m.typ().clone().unwrap_or_default();
+    let kind = if opts.bind.is_some() || fstype == "bind" {
+        MountKind::Bind {
+            recursive: opts.bind.unwrap_or(false),
+        }
+    } else if fstype == "cgroup" || fstype == "cgroup2" {
+        MountKind::Cgroup
+    } else if fstype.is_empty() {
+        return Err(Error::invalid(
+            format!("{field}.type"),
+            format!(
+                "missing for {} (use a filesystem type, or the \"bind\"/\"rbind\" option)",
+                m.destination().display()
+            ),
+        ));
+    } else {
+        MountKind::Fs { fstype }
+    };
+    let source = m.source().clone();
+    if matches!(kind, MountKind::Bind { .. }) {
+        match &source {
+            Some(s) if s.is_absolute() => {}
+            Some(s) => {
+                return Err(Error::invalid(
+                    format!("{field}.source"),
+                    format!("bind source {} must be an absolute path", s.display()),
+                ))
+            }
+            None => {
+                return Err(Error::invalid(
+                    format!("{field}.source"),
+                    "a bind mount needs a source",
+                ))
+            }
+        }
+    }
+    Ok(MountPlan {
+        destination,
+        source,
+        kind,
+        flags: opts.flags,
+        propagation: opts.propagation,
+        data: if opts.data.is_empty() {
+            None
+        } else {
+            Some(opts.data.join(","))
+        },
+    })
+}
+
+/// Mount options split as the kernel wants them.
+#[derive(Debug, PartialEq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    /// `Some(false)` for `bind`, `Some(true)` for `rbind`.
+    pub bind: Option<bool>,
+    pub propagation: Vec<MsFlags>,
+    pub data: Vec<String>,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            flags: MsFlags::empty(),
+            bind: None,
+            propagation: vec![],
+            data: vec![],
+        }
+    }
+}
+
+/// Splits OCI mount options into flags, bind, propagation and filesystem
+/// data, as mount(8) and runc read them. Unknown options are passed to the
+/// filesystem as data (`mode=755`, `newinstance`, ...).
+pub fn parse_mount_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
+    let mut out = MountOptions::default();
+    for opt in options {
+        let opt = opt.as_ref();
+        let (set, flag) = match opt {
+            "defaults" => continue,
+            "ro" => (true, MsFlags::MS_RDONLY),
+            "rw" => (false, MsFlags::MS_RDONLY),
+            "suid" => (false, MsFlags::MS_NOSUID),
+            "nosuid" => (true, MsFlags::MS_NOSUID),
+            "dev" => (false, MsFlags::MS_NODEV),
+            "nodev" => (true, MsFlags::MS_NODEV),
+            "exec" => (false, MsFlags::MS_NOEXEC),
+            "noexec" => (true, MsFlags::MS_NOEXEC),
+            "sync" => (true, MsFlags::MS_SYNCHRONOUS),
+            "async" => (false, MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (true, MsFlags::MS_DIRSYNC),
+            "remount" => (true, MsFlags::MS_REMOUNT),
+            "mand" => (true, MsFlags::MS_MANDLOCK),
+            "nomand" => (false, MsFlags::MS_MANDLOCK),
+            "atime" => (false, MsFlags::MS_NOATIME),
+            "noatime" => (true, MsFlags::MS_NOATIME),
+            "diratime" => (false, MsFlags::MS_NODIRATIME),
+            "nodiratime" => (true, MsFlags::MS_NODIRATIME),
+            "relatime" => (true, MsFlags::MS_RELATIME),
+            "norelatime" => (false, MsFlags::MS_RELATIME),
+            "strictatime" => (true, MsFlags::MS_STRICTATIME),
+            "nostrictatime" => (false, MsFlags::MS_STRICTATIME),
+            "bind" => {
+                out.bind = Some(out.bind.unwrap_or(false));
+                continue;
+            }
+            "rbind" => {
+                out.bind = Some(true);
+                continue;
+            }
+            other => {
+                if let Some(p) = propagation_flag(other) {
+                    out.propagation.push(p);
+                } else {
+                    out.data.push(other.to_string());
+                }
+                continue;
+            }
+        };
+        if set {
+            out.flags |= flag;
+        } else {
+            out.flags &= !flag;
+        }
+    }
+    out
+}
+
+/// The MS_* flags of a propagation name (`rslave` → MS_SLAVE|MS_REC).
+pub fn propagation_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Checks that `path` is an absolute path with no `..` leaving the root, and
+/// returns it normalized. (Symlinks are resolved at mount time, inside the
+/// root, by `sys::fs::resolve_in_root`.)
+fn inside_root(field: &str, path: &Path) -> Result<PathBuf> {
+    if !path.is_absolute() {
+        return Err(Error::invalid(
+            field,
+            format!("{} is not an absolute path", path.display()),
+        ));
+    }
+    Ok(normalize(path))
+}
+
+/// Lexically normalizes a path: drops `.`, applies `..` (never above `/`).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir => out.push("/"),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::Prefix(_) => {}
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(if path.is_absolute() { "/" } else { "." });
+    }
+    out
+}
+
+/// Sysctls are namespaced; only the ones the container's namespaces own may
+/// be set, as runc enforces.
+fn validate_sysctl(key: &str, ns: &NamespacePlan) -> Result<()> {
+    let field = format!("linux.sysctl[{key:?}]");
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        if !ns.has(NsKind::Ipc) {
+            return Err(Error::invalid(field, "needs an ipc namespace"));
+        }
+    } else if key.starts_with("net.") {
+        if !ns.has(NsKind::Net) {
+            return Err(Error::invalid(field, "needs a network namespace"));
+        }
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        if !ns.has(NsKind::Uts) {
+            return Err(Error::invalid(field, "needs a uts namespace"));
+        }
+    } else {
+        return Err(Error::invalid(
+            field,
+            "is not namespaced: setting it would change the host",
+        ));
+    }
+    if key.contains("..") || key.contains('/') {
+        return Err(Error::invalid(field, "not a sysctl name"));
+    }
+    Ok(())
+}
+
+/// Translates a `process` object (of config.json, or of `exec --process`).
+pub fn process_plan(p: &oci_spec::runtime::Process, field: &str) -> Result<ProcessPlan> {
+    let args = p.args().clone().unwrap_or_default();
+    if args.is_empty() || args[0].is_empty() {
+        return Err(Error::invalid(
+            format!("{field}.args"),
+            "empty: name the program to run",
+        ));
+    }
+    let cwd = p.cwd().clone();
+    if !cwd.is_absolute() {
+        return Err(Error::invalid(
+            format!("{field}.cwd"),
+            format!("{:?} is not an absolute path", cwd.display().to_string()),
+        ));
+    }
+    let env = p.env().clone().unwrap_or_default();
+    for (i, e) in env.iter().enumerate() {
+        if !e.contains('=') || e.starts_with('=') {
+            return Err(Error::invalid(
+                format!("{field}.env[{i}]"),
+                format!("{e:?} is not NAME=value"),
+            ));
+        }
+    }
+    let user = p.user();
+    let capabilities = match p.capabilities() {
+        None => CapabilityPlan::default(),
+        Some(c) => {
+            let set = |name: &str, s: Option<&oci_spec::runtime::Capabilities>| {
+                capability_set(&format!("{field}.capabilities.{name}"), s)
+            };
+            CapabilityPlan {
+                bounding: set("bounding", c.bounding().as_ref())?,
+                effective: set("effective", c.effective().as_ref())?,
+                inheritable: set("inheritable", c.inheritable().as_ref())?,
+                permitted: set("permitted", c.permitted().as_ref())?,
+                ambient: set("ambient", c.ambient().as_ref())?,
+            }
+        }
+    };
+    let mut rlimits = Vec::new();
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
+        if r.soft() > r.hard() {
+            return Err(Error::invalid(
+                format!("{field}.rlimits[{i}]"),
+                format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
+            ));
+        }
+        let resource = rlimit_resource(r.typ());
+        if rlimits.iter().any(|x: &Rlimit| x.resource == resource) {
+            return Err(Error::invalid(
+                format!("{field}.rlimits[{i}]"),
+                format!("{:?} is given twice", r.typ()),
+            ));
+        }
+        rlimits.push(Rlimit {
+            resource,
+            soft: r.soft(),
+            hard: r.hard(),
+        });
+    }
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(Error::invalid(
+                format!("{field}.oomScoreAdj"),
+                format!("{adj} is outside -1000..1000"),
+            ));
+        }
+    }
+    Ok(ProcessPlan {
+        args,
+        env,
+        cwd: normalize(&cwd),
+        uid: user.uid(),
+        gid: user.gid(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask(),
+        capabilities,
+        rlimits,
+        no_new_privileges: p.no_new_privileges().unwrap_or(false),
+        oom_score_adj: p.oom_score_adj(),
+        terminal: p.terminal().unwrap_or(false),
+        console_size: p.console_size().map(|b| {
+            (
+                b.height().min(u16::MAX as u64) as u16,
+                b.width().min(u16::MAX as u64) as u16,
+            )
+        }),
+    })
+}
+
+fn capability_set(
+    field: &str,
+    set: Option<&oci_spec::runtime::Capabilities>,
+) -> Result<Vec<caps::Capability>> {
+    let mut out = Vec::new();
+    for c in set.into_iter().flatten() {
+        out.push(to_kernel_cap(field, *c)?);
+    }
+    out.sort_by_key(|c| c.index());
+    Ok(out)
+}
+
+/// Maps oci-spec's capability to the `caps` crate's.
+pub fn to_kernel_cap(field: &str, c: oci_spec::runtime::Capability) -> Result<caps::Capability> {
+    let name = format!("CAP_{c}");
+    name.parse::<caps::Capability>()
+        .map_err(|_| Error::invalid(field, format!("unknown capability {name}")))
+}
+
+fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> u32 {
+    use oci_spec::runtime::PosixRlimitType as T;
+    match t {
+        T::RlimitCpu => libc::RLIMIT_CPU,
+        T::RlimitFsize => libc::RLIMIT_FSIZE,
+        T::RlimitData => libc::RLIMIT_DATA,
+        T::RlimitStack => libc::RLIMIT_STACK,
+        T::RlimitCore => libc::RLIMIT_CORE,
+        T::RlimitRss => libc::RLIMIT_RSS,
+        T::RlimitNproc => libc::RLIMIT_NPROC,
+        T::RlimitNofile => libc::RLIMIT_NOFILE,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        T::RlimitAs => libc::RLIMIT_AS,
+        T::RlimitLocks => libc::RLIMIT_LOCKS,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        T::RlimitNice => libc::RLIMIT_NICE,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        T::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+fn cgroup_plan(id: &str, spec: &Spec, opts: &PlanOptions) -> Result<CgroupPlan> {
+    let linux = spec.linux().as_ref();
+    let raw = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = if raw.is_empty() {
+        format!("/isoexec/{id}")
+    } else if opts.systemd_cgroup {
+        systemd_to_cgroupfs(&raw)?
+    } else {
+        raw
+    };
+    if path.split('/').any(|c| c == "..") {
+        return Err(Error::invalid(
+            "linux.cgroupsPath",
+            format!("{path:?} must not contain \"..\""),
+        ));
+    }
+    let resources = linux.and_then(|l| l.resources().clone());
+    if let Some(r) = &resources {
+        validate_resources(r)?;
+    }
+    Ok(CgroupPlan { path, resources })
+}
+
+/// `slice:prefix:name` (systemd's cgroupsPath form) as the cgroupfs path
+/// systemd would give it: `/slice/prefix-name.scope`. isoexec writes
+/// cgroupfs itself and does not talk to systemd.
+pub fn systemd_to_cgroupfs(raw: &str) -> Result<String> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    if parts.len() != 3 || parts[2].is_empty() {
+        return Err(Error::invalid(
+            "linux.cgroupsPath",
+            format!("{raw:?} is not slice:prefix:name, as --systemd-cgroup expects"),
+        ));
+    }
+    let slice = if parts[0].is_empty() {
+        "system.slice"
+    } else {
+        parts[0]
+    };
+    let unit = if parts[1].is_empty() {
+        format!("{}.scope", parts[2])
+    } else {
+        format!("{}-{}.scope", parts[1], parts[2])
+    };
+    Ok(format!("/{slice}/{unit}"))
+}
+
+/// Checks the limits the kernel would refuse with an unhelpful EINVAL.
+pub fn validate_resources(r: &LinuxResources) -> Result<()> {
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit() {
+            if l == 0 || l < -1 {
+                return Err(Error::invalid(
+                    "linux.resources.memory.limit",
+                    format!("{l} bytes: give a positive number of bytes, or -1 for unlimited"),
+                ));
+            }
+            if let Some(s) = m.swap() {
+                if s > 0 && l > 0 && s < l {
+                    return Err(Error::invalid(
+                        "linux.resources.memory.swap",
+                        format!("{s} is below memory.limit {l}: swap is memory+swap, so it must be at least the limit"),
+                    ));
+                }
+            }
+        }
+        if let Some(s) = m.swappiness() {
+            if s > 100 {
+                return Err(Error::invalid(
+                    "linux.resources.memory.swappiness",
+                    format!("{s} is above 100"),
+                ));
+            }
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(p) = c.period() {
+            if p != 0 && !(1000..=1_000_000).contains(&p) {
+                return Err(Error::invalid(
+                    "linux.resources.cpu.period",
+                    format!("{p} µs is outside 1000..1000000"),
+                ));
+            }
+        }
+        if let Some(q) = c.quota() {
+            if q == 0 || (q > 0 && q < 1000) {
+                return Err(Error::invalid(
+                    "linux.resources.cpu.quota",
+                    format!("{q} µs: give at least 1000, or -1 for unlimited"),
+                ));
+            }
+        }
+        if let Some(s) = c.shares() {
+            if s != 0 && !(2..=262_144).contains(&s) {
+                return Err(Error::invalid(
+                    "linux.resources.cpu.shares",
+                    format!("{s} is outside 2..262144"),
+                ));
+            }
+        }
+        for (name, v) in [("cpus", c.cpus()), ("mems", c.mems())] {
+            if let Some(v) = v {
+                if !v.is_empty() {
+                    parse_cpu_list(v)
+                        .map_err(|e| Error::invalid(format!("linux.resources.cpu.{name}"), e))?;
+                }
+            }
+        }
+    }
+    if let Some(p) = r.pids() {
+        if p.limit() == 0 || p.limit() < -1 {
+            return Err(Error::invalid(
+                "linux.resources.pids.limit",
+                format!("{}: give a positive number, or -1 for unlimited", p.limit()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a cpu/mem list (`0-3,6`) into its members.
+pub fn parse_cpu_list(s: &str) -> std::result::Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let bad = || format!("{s:?} is not a list like \"0-3,6\"");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u32 = a.parse().map_err(|_| bad())?;
+                let b: u32 = b.parse().map_err(|_| bad())?;
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,186 @@
+//! The two children isoexec forks: a container's init, and a process exec'd
+//! into a running container. Each reports success or a message over its
+//! [`SyncSocket`], so the caller of `create`/`exec` gets the real error.
+
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::stat::Mode;
+
+use super::process::{self, Exec};
+use super::rootfs::{self, CgroupView};
+use super::{msg, SyncSocket};
+use crate::error::{Context, Error, Result};
+use crate::plan::{NsKind, Plan, ProcessPlan};
+
+/// What the init child needs besides its plan.
+pub struct InitArgs<'a> {
+    pub plan: &'a Plan,
+    pub sync: &'a SyncSocket,
+    /// The `exec.fifo` in the state directory: `start` writes one byte to it.
+    pub fifo_path: &'a Path,
+    /// Connection to `--console-socket`, for `terminal: true`.
+    pub console: Option<RawFd>,
+    pub cgroups: CgroupView<'a>,
+    /// Descriptors 3..3+N passed through to the container (`--preserve-fds`).
+    pub preserve_fds: i32,
+}
+
+/// Body of the container's init. Never returns.
+pub fn init_main(args: InitArgs) -> ! {
+    match init_setup(&args) {
+        Ok((exec, fifo)) => {
+            if args.sync.send(msg::READY, b"").is_err() {
+                std::process::exit(1);
+            }
+            // Blocks until `start` writes; the runtime is gone by then.
+            let mut b = [0u8; 1];
+            loop {
+                match nix::unistd::read(&fifo, &mut b) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(1) => break,
+                    _ => std::process::exit(1),
+                }
+            }
+            drop(fifo);
+            let err = exec.exec(3 + args.preserve_fds);
+            eprintln!("isoexec: {err}");
+            std::process::exit(127);
+        }
+        Err(e) => {
+            let _ = args.sync.send(msg::ERROR, e.to_string().as_bytes());
+            std::process::exit(1);
+        }
+    }
+}
+
+fn wait_go(sync: &SyncSocket) -> Result<()> {
+    match sync.recv().ctx(|| "waiting for the runtime".into())? {
+        Some((msg::GO, _)) => Ok(()),
+        _ => Err(Error::Init("the runtime went away during set-up".into())),
+    }
+}
+
+fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
+    let plan = args.plan;
+    nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
+    wait_go(args.sync)?;
+
+    for (kind, path) in &plan.namespaces.join {
+        if *kind == NsKind::Pid {
+            continue; // joined by the runtime before the fork
+        }
+        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
+            Error::Init(format!(
+                "cannot open {} namespace {}: {}",
+                kind.proc_name(),
+                path.display(),
+                std::io::Error::from(e)
+            ))
+        })?;
+        setns(fd.as_fd(), kind.clone_flag()).map_err(|e| {
+            Error::Init(format!(
+                "cannot join {} namespace {}: {}",
+                kind.proc_name(),
+                path.display(),
+                std::io::Error::from(e)
+            ))
+        })?;
+    }
+    // A cgroup namespace made now is rooted at the container's cgroup, which
+    // the runtime put us in before GO.
+    if plan.namespaces.creates(NsKind::Cgroup) {
+        unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
+    }
+    // O_RDWR never blocks on a fifo; the read after READY does.
+    let fifo = open(
+        args.fifo_path,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", args.fifo_path.display()))?;
+
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: pointer and length of a live string.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(Error::sys(
+                format!("setdomainname {d:?}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+
+    rootfs::prepare(plan, &args.cgroups)?;
+    rootfs::enter_root(plan)?;
+    if plan.process.terminal {
+        let console = args.console.ok_or_else(|| {
+            Error::Init("process.terminal is true but no --console-socket was given".into())
+        })?;
+        process::setup_terminal(console, plan.process.console_size)?;
+    }
+    rootfs::finish(plan)?;
+
+    let p = &plan.process;
+    process::apply_limits(p)?;
+    process::switch_user(p)?;
+    process::enter_cwd(p)?;
+    let exec = process::prepare_exec(p)?;
+    Ok((exec, fifo))
+}
+
+/// What a process joining a running container needs.
+pub struct ExecArgs<'a> {
+    pub process: &'a ProcessPlan,
+    pub sync: &'a SyncSocket,
+    /// The container's namespaces (all but pid, joined by the runtime).
+    pub namespaces: Vec<(NsKind, OwnedFd)>,
+    /// The container init's root (`/proc/PID/root`).
+    pub root: OwnedFd,
+    pub console: Option<RawFd>,
+    pub preserve_fds: i32,
+}
+
+/// Body of a process exec'd into a container. Never returns.
+pub fn exec_main(args: ExecArgs) -> ! {
+    let err = match exec_setup(&args) {
+        Ok(exec) => {
+            if args.sync.send(msg::READY, b"").is_err() {
+                std::process::exit(1);
+            }
+            exec.exec(3 + args.preserve_fds)
+        }
+        Err(e) => e,
+    };
+    let _ = args.sync.send(msg::ERROR, err.to_string().as_bytes());
+    std::process::exit(127);
+}
+
+fn exec_setup(args: &ExecArgs) -> Result<Exec> {
+    // Non-dumpable: a container process cannot open /proc/PID/exe of this
+    // (host) binary while it is joining (CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
+    wait_go(args.sync)?;
+    for (kind, fd) in &args.namespaces {
+        setns(fd.as_fd(), kind.clone_flag())
+            .ctx(|| format!("joining the container's {} namespace", kind.proc_name()))?;
+    }
+    nix::unistd::fchdir(&args.root).ctx(|| "entering the container's root".into())?;
+    nix::unistd::chroot(".").ctx(|| "chroot to the container's root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    if args.process.terminal {
+        let console = args
+            .console
+            .ok_or_else(|| Error::Init("--tty needs --console-socket".into()))?;
+        process::setup_terminal(console, args.process.console_size)?;
+    }
+    let p = args.process;
+    process::apply_limits(p)?;
+    process::switch_user(p)?;
+    process::enter_cwd(p)?;
+    process::prepare_exec(p)
+}

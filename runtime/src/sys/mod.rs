@@ -1,0 +1,208 @@
+//! Every system call that builds a container lives below this module: the
+//! fork of the init, the mounts of its root, its credentials, and the exec.
+//! What to do is decided by [`crate::plan`]; this only carries it out.
+
+pub mod init;
+pub mod process;
+pub mod rootfs;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
+use nix::unistd::Pid;
+
+/// fork(2) that also creates the namespaces in `flags` (clone(2) without a
+/// new stack: the child continues on a copy of the caller's). In a new pid
+/// namespace the child is its pid 1.
+///
+/// # Safety
+/// As fork: the caller must be single-threaded, or the child must keep to
+/// async-signal-safe work until it execs.
+pub unsafe fn clone_fork(flags: CloneFlags) -> nix::Result<Option<Pid>> {
+    let ret = libc::syscall(
+        libc::SYS_clone,
+        (flags.bits() as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
+        0usize,
+        0usize,
+        0usize,
+        0usize,
+    );
+    match ret {
+        -1 => Err(nix::errno::Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// The channel between the runtime and a process it is starting:
+/// a SOCK_SEQPACKET pair, one message per write, closed by exec (CLOEXEC).
+pub struct SyncSocket(OwnedFd);
+
+/// Messages on a [`SyncSocket`].
+pub mod msg {
+    /// Runtime → child: the child is in its cgroup, go on.
+    pub const GO: u8 = b'G';
+    /// Child → runtime: set up, waiting for `start` (init) or about to exec.
+    pub const READY: u8 = b'R';
+    /// Child → runtime: failed; the rest of the message says why.
+    pub const ERROR: u8 = b'E';
+}
+
+impl SyncSocket {
+    pub fn pair() -> nix::Result<(SyncSocket, SyncSocket)> {
+        let (a, b) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((SyncSocket(a), SyncSocket(b)))
+    }
+
+    pub fn send(&self, tag: u8, body: &[u8]) -> nix::Result<()> {
+        let mut buf = Vec::with_capacity(body.len() + 1);
+        buf.push(tag);
+        buf.extend_from_slice(body);
+        loop {
+            match nix::unistd::write(&self.0, &buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => return r.map(|_| ()),
+            }
+        }
+    }
+
+    /// The next message, or `None` when the peer closed (or exec'd).
+    pub fn recv(&self) -> nix::Result<Option<(u8, Vec<u8>)>> {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match nix::unistd::read(&self.0, &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(0) => return Ok(None),
+                Ok(n) => return Ok(Some((buf[0], buf[1..n].to_vec()))),
+            }
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Resolves `path` (absolute, in the container's view) to a host path inside
+/// `root`, following symlinks as if `root` were `/`: a link can never lead
+/// out of the root. Components that do not exist are appended as they are.
+pub fn resolve_in_root(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    let mut pending: Vec<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut done: Vec<std::ffi::OsString> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = pending.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let mut candidate = root.to_path_buf();
+        candidate.extend(&done);
+        candidate.push(&c);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = std::fs::read_link(&candidate)?;
+                if target.is_absolute() {
+                    done.clear();
+                }
+                for t in target.components().rev() {
+                    match t {
+                        Component::Normal(n) => pending.push(n.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => done.push(c),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(&done);
+    Ok(out)
+}
+
+/// Takes ownership of a raw descriptor number.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else.
+pub unsafe fn own_fd(fd: RawFd) -> OwnedFd {
+    OwnedFd::from_raw_fd(fd)
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of
+/// /proc/PID/stat): with the pid, it names a process unambiguously.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, start)| start)
+}
+
+/// (state letter, start time) from the text of /proc/PID/stat.
+pub fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    // The command name may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn resolve_keeps_absolute_links_inside_the_root() {
+        let dir = std::env::temp_dir().join(format!("isoexec-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        symlink("/etc", dir.join("escape")).unwrap();
+        symlink("../../../real", dir.join("up")).unwrap();
+        symlink("loop", dir.join("loop")).unwrap();
+        assert_eq!(
+            resolve_in_root(&dir, Path::new("/escape/passwd")).unwrap(),
+            dir.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(&dir, Path::new("/up/x")).unwrap(),
+            dir.join("real/x")
+        );
+        assert_eq!(
+            resolve_in_root(&dir, Path::new("/../../a")).unwrap(),
+            dir.join("a")
+        );
+        assert_eq!(
+            resolve_in_root(&dir, Path::new("/loop"))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ELOOP)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stat_with_odd_command_names() {
+        let s = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 12345 1000 10";
+        assert_eq!(parse_stat(s), Some(('S', 12345)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+}

@@ -1,0 +1,284 @@
+//! The last steps of any process isoexec starts (init or exec): limits,
+//! credentials, capabilities, working directory, terminal, and the exec.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, CapsHashSet};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+
+use crate::error::{Context, Error, Result};
+use crate::plan::ProcessPlan;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// rlimits and the OOM score, while the process still has the privilege to
+/// raise them.
+pub fn apply_limits(p: &ProcessPlan) -> Result<()> {
+    for r in &p.rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft,
+            rlim_max: r.hard,
+        };
+        // SAFETY: plain system call with a valid pointer.
+        if unsafe { libc::setrlimit(r.resource as _, &lim) } != 0 {
+            return Err(Error::sys(
+                format!(
+                    "setrlimit {} soft={} hard={}",
+                    rlimit_name(r.resource),
+                    r.soft,
+                    r.hard
+                ),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    if let Some(adj) = p.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| format!("oomScoreAdj {adj}"))?;
+    }
+    Ok(())
+}
+
+fn rlimit_name(resource: u32) -> &'static str {
+    match resource as _ {
+        libc::RLIMIT_NOFILE => "RLIMIT_NOFILE",
+        libc::RLIMIT_NPROC => "RLIMIT_NPROC",
+        libc::RLIMIT_CORE => "RLIMIT_CORE",
+        libc::RLIMIT_AS => "RLIMIT_AS",
+        libc::RLIMIT_CPU => "RLIMIT_CPU",
+        libc::RLIMIT_FSIZE => "RLIMIT_FSIZE",
+        libc::RLIMIT_STACK => "RLIMIT_STACK",
+        libc::RLIMIT_MEMLOCK => "RLIMIT_MEMLOCK",
+        _ => "rlimit",
+    }
+}
+
+/// Becomes the spec's user with the spec's capabilities: the bounding set is
+/// cut while still privileged, capabilities survive the uid change
+/// (KEEPCAPS), then the other four sets are set exactly.
+pub fn switch_user(p: &ProcessPlan) -> Result<()> {
+    let c = &p.capabilities;
+    let bounding: CapsHashSet = c.bounding.iter().copied().collect();
+    for cap in caps::all() {
+        if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|e| Error::Init(format!("dropping {cap} from the bounding set: {e}")))?;
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).ctx(|| "PR_SET_KEEPCAPS".into())?;
+    let groups: Vec<Gid> = p
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    setgroups(&groups).ctx(|| format!("setgroups {:?}", p.additional_gids))?;
+    let gid = Gid::from_raw(p.gid);
+    setresgid(gid, gid, gid).ctx(|| format!("setgid {}", p.gid))?;
+    let uid = Uid::from_raw(p.uid);
+    setresuid(uid, uid, uid).ctx(|| format!("setuid {}", p.uid))?;
+    nix::sys::prctl::set_keepcaps(false).ctx(|| "PR_SET_KEEPCAPS".into())?;
+
+    let set = |which: CapSet, caps: &[caps::Capability], name: &str| -> Result<()> {
+        let s: CapsHashSet = caps.iter().copied().collect();
+        caps::set(None, which, &s)
+            .map_err(|e| Error::Init(format!("setting the {name} capabilities: {e}")))
+    };
+    // effective ⊆ permitted at every step: shrink effective first, grow it last.
+    set(CapSet::Effective, &[], "effective")?;
+    set(CapSet::Inheritable, &c.inheritable, "inheritable")?;
+    set(CapSet::Permitted, &c.permitted, "permitted")?;
+    set(CapSet::Effective, &c.effective, "effective")?;
+    set(CapSet::Ambient, &c.ambient, "ambient")?;
+    if p.no_new_privileges {
+        nix::sys::prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS".into())?;
+    }
+    Ok(())
+}
+
+/// umask and working directory; the directory must stay inside the root
+/// (a leaked descriptor could otherwise give a path outside it).
+pub fn enter_cwd(p: &ProcessPlan) -> Result<()> {
+    if let Some(m) = p.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
+    }
+    nix::unistd::chdir(&p.cwd).map_err(|e| {
+        Error::Init(format!(
+            "cannot enter process.cwd {}: {}",
+            p.cwd.display(),
+            std::io::Error::from(e)
+        ))
+    })?;
+    let cwd = nix::unistd::getcwd().ctx(|| "getcwd".into())?;
+    if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(unreachable)") {
+        return Err(Error::Init(format!(
+            "working directory {} is outside the container's root",
+            cwd.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What execve needs, built before the exec so that the last step cannot
+/// fail on anything but the exec itself.
+pub struct Exec {
+    pub path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+/// Finds `args[0]` in the container (by the process's own PATH when it has
+/// no `/`), as execvp would, so a missing binary is reported by `create`,
+/// not lost after `start`.
+pub fn prepare_exec(p: &ProcessPlan) -> Result<Exec> {
+    let cmd = &p.args[0];
+    let path = if cmd.contains('/') {
+        let path = PathBuf::from(cmd);
+        check_executable(&path).map_err(|e| {
+            Error::Init(format!(
+                "exec: {cmd:?}: {e} (process.args[0] in the container)"
+            ))
+        })?;
+        path
+    } else {
+        let search = p
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        search
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(cmd))
+            .find(|c| check_executable(c).is_ok())
+            .ok_or_else(|| {
+                Error::Init(format!(
+                    "exec: {cmd:?}: executable file not found in $PATH ({search}) in the container"
+                ))
+            })?
+    };
+    let cstr = |s: &[u8], what: &str| {
+        CString::new(s).map_err(|_| Error::Init(format!("{what} contains a NUL byte")))
+    };
+    Ok(Exec {
+        path: cstr(path.as_os_str().as_bytes(), "process.args[0]")?,
+        argv: p
+            .args
+            .iter()
+            .map(|a| cstr(a.as_bytes(), "process.args"))
+            .collect::<Result<_>>()?,
+        envp: p
+            .env
+            .iter()
+            .map(|e| cstr(e.as_bytes(), "process.env"))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn check_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+    }
+    Ok(())
+}
+
+impl Exec {
+    /// Closes every descriptor from `keep_below` up on exec, then execs.
+    /// Returns only on failure.
+    pub fn exec(&self, keep_below: RawFd) -> Error {
+        close_on_exec_from(keep_below);
+        match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
+            Err(e) => Error::Init(format!(
+                "exec {}: {}",
+                self.path.to_string_lossy(),
+                std::io::Error::from(e)
+            )),
+            Ok(never) => match never {},
+        }
+    }
+}
+
+/// Marks every descriptor >= `first` close-on-exec, so nothing of the
+/// runtime's leaks into the container.
+pub fn close_on_exec_from(first: RawFd) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r != 0 {
+        // Kernels before 5.11: walk /proc/self/fd.
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<RawFd> = dir
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd >= first)
+                .collect();
+            for fd in fds {
+                // SAFETY: setting FD_CLOEXEC on a descriptor number.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+}
+
+/// Opens a new pty in the container's devpts, makes it the process's
+/// controlling terminal and stdio, and sends the master to `console` (the
+/// `--console-socket` connection), as runc does.
+pub fn setup_terminal(console: RawFd, size: Option<(u16, u16)>) -> Result<()> {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .ctx(|| "opening /dev/ptmx in the container (is devpts mounted at /dev/pts?)".into())?;
+    grantpt(&master).ctx(|| "grantpt".into())?;
+    unlockpt(&master).ctx(|| "unlockpt".into())?;
+    let name = ptsname_r(&master).ctx(|| "ptsname".into())?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("opening {name}"))?;
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ with a valid winsize.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // SAFETY: TIOCSCTTY on a terminal we just opened.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+        return Err(Error::sys("TIOCSCTTY", std::io::Error::last_os_error()));
+    }
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
+            return Err(Error::sys("dup2 terminal", std::io::Error::last_os_error()));
+        }
+    }
+    let fds = [master.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(name.as_bytes())];
+    // SAFETY: `console` is the connected console socket, open until exec.
+    let console = unsafe { BorrowedFd::borrow_raw(console) };
+    sendmsg::<()>(console.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .ctx(|| "sending the terminal to --console-socket".into())?;
+    drop(master);
+    Ok(())
+}

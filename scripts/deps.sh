@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages isoexec's tests, demo and benchmarks use,
+# when they are missing. Needs root and apt-get.
+set -euo pipefail
+
+need=()
+command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "deps: missing ${need[*]}: install them (as root: apt-get install -y ${need[*]})" >&2
+    exit 1
+fi
+echo "deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null

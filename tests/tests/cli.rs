@@ -1,0 +1,861 @@
+//! The `isoexec` command line against the real kernel, on busybox bundles:
+//! what a user of runc would try, and what they would check.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn sh(script: &str) -> Vec<&str> {
+    vec!["sh", "-c", script]
+}
+
+/// `isoexec run` of a bundle: (stdout, stderr, exit code).
+fn run_bundle(iso: &Isoexec, b: &Bundle, extra: &[&str]) -> (String, String, i32) {
+    let id = unique("run");
+    let mut args = vec!["run", "--bundle", b.path().to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(&id);
+    let out = iso.run(&args);
+    (stdout(&out), stderr(&out), out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn run_passes_stdio_and_exit_status() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("echo out; echo err >&2; exit 3"), |_| {});
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(out, "out\n");
+    assert_eq!(err, "err\n");
+    assert_eq!(code, 3);
+    // run deletes the container afterwards.
+    assert_eq!(std::fs::read_dir(iso.root.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn task_is_pid_1_with_its_hostname() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("echo $$; hostname"), |c| c["hostname"] = json!("box-7"));
+    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "1\nbox-7\n");
+}
+
+#[test]
+fn readonly_root_refuses_writes() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("touch /x"), |_| {});
+    let (_, err, code) = run_bundle(&iso, &b, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Read-only file system"), "{err}");
+
+    let b = Bundle::busybox(&sh("touch /x && echo made"), |c| {
+        c["root"]["readonly"] = json!(false)
+    });
+    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!((out.as_str(), code), ("made\n", 0));
+    assert!(b.rootfs().join("x").exists());
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(
+        &sh("wc -c < /proc/timer_list; ls -A /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/printk || echo ro"),
+        |_| {},
+    );
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "0\n0\nro\n");
+    // The host still has them.
+    assert!(std::fs::read_dir("/sys/firmware").unwrap().count() > 0);
+}
+
+#[test]
+fn dev_has_only_the_standard_nodes() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("ls /dev | tr '\\n' ' '; echo; ls -l /dev/null"), |_| {});
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    let first = out.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero "
+    );
+    assert!(
+        out.contains("crw-rw-rw-") && out.contains("1,   3"),
+        "{out}"
+    );
+}
+
+fn cap_lines(uid: u32) -> String {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(
+        &sh("grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status"),
+        |c| {
+            c["process"]["user"] = json!({"uid": uid, "gid": uid});
+            c["process"]["capabilities"] = json!({
+                "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"],
+                "effective": ["CAP_CHOWN", "CAP_KILL"],
+                "permitted": ["CAP_CHOWN", "CAP_KILL"],
+                "inheritable": ["CAP_KILL"],
+                "ambient": ["CAP_KILL"]
+            });
+            c["process"]["noNewPrivileges"] = json!(false);
+        },
+    );
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+#[test]
+fn capabilities_as_requested_for_a_user() {
+    // CHOWN = bit 0, KILL = bit 5, NET_RAW = bit 13. A non-root process
+    // keeps across exec what is ambient; the bounding set is as given.
+    let out = cap_lines(1000);
+    assert_eq!(
+        out,
+        "CapInh:\t0000000000000020\nCapPrm:\t0000000000000020\nCapEff:\t0000000000000020\n\
+         CapBnd:\t0000000000002021\nCapAmb:\t0000000000000020\n"
+    );
+}
+
+#[test]
+fn capabilities_of_root_are_the_bounding_set() {
+    // For uid 0 the kernel grants the whole bounding set on exec (as with runc).
+    let out = cap_lines(0);
+    assert_eq!(
+        out,
+        "CapInh:\t0000000000000020\nCapPrm:\t0000000000002021\nCapEff:\t0000000000002021\n\
+         CapBnd:\t0000000000002021\nCapAmb:\t0000000000000020\n"
+    );
+}
+
+#[test]
+fn default_capabilities_are_dockers_without_net_raw() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(
+        &sh("grep -E '^Cap(Eff|Bnd)' /proc/self/status; grep NoNewPrivs /proc/self/status"),
+        |_| {},
+    );
+    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("CapEff:\t00000000a80405fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000a80405fb"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+}
+
+#[test]
+fn user_groups_and_umask() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("id; umask; grep CapEff /proc/self/status"), |c| {
+        c["process"]["user"] =
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 6], "umask": 0o27});
+    });
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("uid=1000 gid=1001 groups=5,6"), "{out}");
+    assert!(out.contains("0027"), "{out}");
+    // A non-root user has no effective capability without ambient ones.
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+}
+
+#[test]
+fn rlimits_apply() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("ulimit -n; ulimit -Hn; ulimit -u"), |c| {
+        c["process"]["rlimits"] = json!([
+            {"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456},
+            {"type": "RLIMIT_NPROC", "soft": 77, "hard": 77}
+        ]);
+    });
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "123\n456\n77\n");
+}
+
+#[test]
+fn environment_and_cwd() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("pwd; echo $GREETING"), |c| {
+        c["process"]["cwd"] = json!("/tmp/work");
+        c["process"]["env"] = json!(["PATH=/bin", "GREETING=hello there"]);
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777"]
+        }));
+        c["root"]["readonly"] = json!(false);
+    });
+    std::fs::create_dir_all(b.rootfs().join("tmp")).unwrap();
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    // /tmp/work does not exist in the tmpfs: a clear error.
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot enter process.cwd /tmp/work"), "{err}");
+
+    let mut b = b;
+    b.config["process"]["cwd"] = json!("/tmp");
+    b.save();
+    let (out2, err2, code2) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code2, 0, "{err2} {out}");
+    assert_eq!(out2, "/tmp\nhello there\n");
+}
+
+#[test]
+fn sysctl_in_the_containers_namespace() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("cat /proc/sys/net/ipv4/ip_forward"), |c| {
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    });
+    let before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\n");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        before
+    );
+}
+
+#[test]
+fn read_only_bind_mount() {
+    let iso = Isoexec::new();
+    let data = TempDir::new("isoexec-data");
+    std::fs::write(data.path().join("f"), "host data\n").unwrap();
+    let b = Bundle::busybox(&sh("cat /data/f; echo x > /data/f || echo refused"), |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": data.path(),
+            "options": ["rbind", "ro", "nosuid"]
+        }));
+    });
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "host data\nrefused\n");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("f")).unwrap(),
+        "host data\n"
+    );
+    assert!(mounts_under(data.path()).is_empty());
+}
+
+#[test]
+fn no_pivot_root() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("echo $$; ls /bin/busybox"), |_| {});
+    let (out, err, code) = run_bundle(&iso, &b, &["--no-pivot"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\n/bin/busybox\n");
+}
+
+#[test]
+fn no_runtime_descriptor_leaks_into_the_task() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("ls /proc/self/fd | tr '\\n' ' '"), |_| {});
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    // 0-2, and ls's own directory descriptor.
+    assert_eq!(out, "0 1 2 3 ");
+}
+
+#[test]
+fn lifecycle_states() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&["sleep", "1000"], |_| {});
+    let bundle = b.path().to_str().unwrap();
+    let id = unique("life");
+    let pid_file = b.path().join("init.pid");
+    iso.ok(&[
+        "create",
+        "--bundle",
+        bundle,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
+    let st = iso.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    assert_eq!(st["ociVersion"], "1.2.0");
+    assert_eq!(st["bundle"], bundle);
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    assert_eq!(read_trimmed(&pid_file), pid.to_string());
+    assert!(alive(pid));
+    // The init waits: its command is still ours, not sleep.
+    let comm = read_trimmed(std::path::Path::new(&format!("/proc/{pid}/comm")));
+    assert_ne!(comm, "sleep");
+
+    iso.ok(&["start", &id]);
+    assert_eq!(iso.status(&id), "running");
+    assert!(eventually(5, || read_trimmed(std::path::Path::new(
+        &format!("/proc/{pid}/comm")
+    )) == "sleep"));
+    let e = iso.fails(&["start", &id]);
+    assert!(e.contains(&format!("container \"{id}\" is running")), "{e}");
+    let e = iso.fails(&["delete", &id]);
+    assert!(e.contains("delete --force"), "{e}");
+
+    let list = iso.ok(&["list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "running");
+    assert_eq!(iso.ok(&["list", "-q"]), format!("{id}\n"));
+
+    iso.ok(&["kill", &id, "KILL"]);
+    assert!(eventually(5, || iso.status(&id) == "stopped"));
+    assert_eq!(iso.state(&id)["pid"], 0);
+    let e = iso.fails(&["kill", &id, "TERM"]);
+    assert!(e.contains("stopped"), "{e}");
+    iso.ok(&["delete", &id]);
+    assert!(!iso.state_dir(&id).exists());
+    let e = iso.fails(&["state", &id]);
+    assert!(
+        e.contains(&format!("container \"{id}\" does not exist")),
+        "{e}"
+    );
+    // delete --force of a container that is gone is not an error (runc).
+    iso.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn kill_signal_forms_and_run_exit_status() {
+    let iso = Isoexec::new();
+    // The init traps TERM, so pid 1 does receive it.
+    let b = Bundle::busybox(
+        &sh("trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"),
+        |_| {},
+    );
+    let id = unique("sig");
+    let mut child = iso
+        .command()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    iso.ok(&["kill", &id, "SIGTERM"]);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+
+    // Killed by a signal: 128 + signal.
+    let b = Bundle::busybox(&sh("echo ready; exec sleep 1000"), |_| {});
+    let id = unique("sig");
+    let mut child = iso
+        .command()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    iso.ok(&["kill", &id, "9"]);
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    let e = iso.fails(&["kill", "nope", "BOGUS"]);
+    assert!(
+        e.contains("does not exist") || e.contains("unknown signal"),
+        "{e}"
+    );
+}
+
+#[test]
+fn kill_all_signals_every_process() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("sleep 1000 & sleep 1000 & wait"), |c| {
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+    });
+    let id = unique("all");
+    iso.start_detached(&b, &id);
+    assert!(eventually(5, || {
+        let pids: Vec<i32> =
+            serde_json::from_str(&iso.ok(&["ps", "--format", "json", &id])).unwrap();
+        pids.len() == 3
+    }));
+    let pids: Vec<i32> = serde_json::from_str(&iso.ok(&["ps", "--format", "json", &id])).unwrap();
+    iso.ok(&["kill", "--all", &id, "KILL"]);
+    assert!(eventually(5, || pids.iter().all(|p| !alive(*p))));
+    iso.ok(&["delete", &id]);
+}
+
+#[test]
+fn exec_into_a_running_container() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&["sleep", "1000"], |c| {
+        c["process"]["env"] = json!(["PATH=/bin", "FROM=spec"])
+    });
+    let id = unique("exec");
+    iso.start_detached(&b, &id);
+
+    let out = iso.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname; echo $FROM",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(
+        lines[0], "1",
+        "exec'd process shares the pid namespace, not pid 1"
+    );
+    assert_eq!(lines[1], "sleep 1000 ");
+    assert_eq!(lines[2], "isoexec");
+    assert_eq!(lines[3], "spec");
+
+    // Exit status, env, cwd and user overrides.
+    let out = iso.run(&["exec", &id, "sh", "-c", "exit 9"]);
+    assert_eq!(out.status.code(), Some(9));
+    let out = iso.ok(&[
+        "exec",
+        "--env",
+        "FROM=flag",
+        "--cwd",
+        "/bin",
+        "--user",
+        "123:456",
+        &id,
+        "sh",
+        "-c",
+        "echo $FROM; pwd; id",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["flag", "/bin"]);
+    assert!(lines[2].starts_with("uid=123 gid=456"), "{out}");
+
+    // --process with a process.json.
+    let pj = b.path().join("process.json");
+    std::fs::write(
+        &pj,
+        json!({"args": ["sh", "-c", "echo from process.json"], "cwd": "/", "env": ["PATH=/bin"],
+               "user": {"uid": 0, "gid": 0}})
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(
+        iso.ok(&["exec", "--process", pj.to_str().unwrap(), &id]),
+        "from process.json\n"
+    );
+
+    // Detached exec with a pid file.
+    let pf = b.path().join("exec.pid");
+    iso.ok(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    let epid: i32 = read_trimmed(&pf).parse().unwrap();
+    assert!(alive(epid));
+    let pids: Vec<i32> = serde_json::from_str(&iso.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(pids.contains(&epid), "{pids:?} should contain {epid}");
+
+    // A missing binary is an error naming it.
+    let e = iso.fails(&["exec", &id, "no-such-binary"]);
+    assert!(
+        e.contains("\"no-such-binary\": executable file not found"),
+        "{e}"
+    );
+
+    iso.ok(&["delete", "--force", &id]);
+    assert!(!alive(epid));
+    let e = iso.fails(&["exec", &id, "true"]);
+    assert!(e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn pause_and_resume() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&["sleep", "1000"], |_| {});
+    let id = unique("pause");
+    iso.start_detached(&b, &id);
+    iso.ok(&["pause", &id]);
+    assert_eq!(iso.status(&id), "paused");
+    let freezer = cgroup_dir("freezer", &format!("/isoexec/{id}"));
+    if !cgroup_v2() {
+        assert_eq!(read_trimmed(&freezer.join("freezer.state")), "FROZEN");
+    }
+    let e = iso.fails(&["pause", &id]);
+    assert!(e.contains("paused"), "{e}");
+    iso.ok(&["resume", &id]);
+    assert_eq!(iso.status(&id), "running");
+    let e = iso.fails(&["resume", &id]);
+    assert!(e.contains("only a paused container can be resumed"), "{e}");
+    // A paused container can still be force-deleted.
+    iso.ok(&["pause", &id]);
+    iso.ok(&["delete", "--force", &id]);
+    assert!(!freezer.exists());
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    let iso = Isoexec::new();
+    // dd allocates its 64 MiB block and fills it: over a 32 MiB limit.
+    let b = Bundle::busybox(
+        &sh("dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd exit $?"),
+        |c| {
+            c["linux"]["resources"] = json!({"memory": {"limit": 32 << 20}});
+        },
+    );
+    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!((out.as_str(), code), ("dd exit 137\n", 0));
+
+    // Under the limit the same job runs.
+    let b = Bundle::busybox(
+        &sh("dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null; echo survived"),
+        |c| {
+            c["linux"]["resources"] = json!({"memory": {"limit": 32 << 20}});
+        },
+    );
+    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!((out.as_str(), code), ("survived\n", 0));
+}
+
+#[test]
+fn oom_killed_init_exits_137() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        |c| {
+            c["linux"]["resources"] = json!({"memory": {"limit": 32 << 20}});
+        },
+    );
+    let (_, _, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 137);
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("for i in $(seq 40); do sleep 2 & done; wait"), |c| {
+        c["linux"]["resources"] = json!({"pids": {"limit": 10}});
+    });
+    let (_, err, _) = run_bundle(&iso, &b, &[]);
+    assert!(err.contains("can't fork"), "{err}");
+}
+
+#[test]
+fn cpu_limits_written_to_the_cgroup() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&["sleep", "1000"], |c| {
+        c["linux"]["resources"] = json!({
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
+            "memory": {"limit": 64 << 20, "reservation": 32 << 20},
+            "pids": {"limit": 50}
+        });
+    });
+    let id = unique("cpu");
+    iso.start_detached(&b, &id);
+    let path = format!("/isoexec/{id}");
+    if cgroup_v2() {
+        let d = cgroup_dir("", &path);
+        assert_eq!(read_trimmed(&d.join("cpu.max")), "50000 100000");
+        assert_eq!(read_trimmed(&d.join("cpuset.cpus")), "0");
+        assert_eq!(
+            read_trimmed(&d.join("memory.max")),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(read_trimmed(&d.join("pids.max")), "50");
+    } else {
+        assert_eq!(
+            read_trimmed(&cgroup_dir("cpu", &path).join("cpu.shares")),
+            "512"
+        );
+        assert_eq!(
+            read_trimmed(&cgroup_dir("cpu", &path).join("cpu.cfs_quota_us")),
+            "50000"
+        );
+        assert_eq!(
+            read_trimmed(&cgroup_dir("cpu", &path).join("cpu.cfs_period_us")),
+            "100000"
+        );
+        assert_eq!(
+            read_trimmed(&cgroup_dir("cpuset", &path).join("cpuset.cpus")),
+            "0"
+        );
+        assert_eq!(
+            read_trimmed(&cgroup_dir("memory", &path).join("memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            read_trimmed(&cgroup_dir("memory", &path).join("memory.soft_limit_in_bytes")),
+            (32u64 << 20).to_string()
+        );
+        assert_eq!(
+            read_trimmed(&cgroup_dir("pids", &path).join("pids.max")),
+            "50"
+        );
+    }
+    // The container sees its own cgroup at /sys/fs/cgroup.
+    if !cgroup_v2() {
+        let out = iso.ok(&["exec", &id, "cat", "/sys/fs/cgroup/pids/pids.max"]);
+        assert_eq!(out, "50\n");
+    }
+
+    // update changes the limits in place.
+    let res = b.path().join("res.json");
+    std::fs::write(
+        &res,
+        json!({"pids": {"limit": 60}, "cpu": {"shares": 256}}).to_string(),
+    )
+    .unwrap();
+    iso.ok(&["update", "--resources", res.to_str().unwrap(), &id]);
+    iso.ok(&["update", "--memory", &(128u64 << 20).to_string(), &id]);
+    if !cgroup_v2() {
+        assert_eq!(
+            read_trimmed(&cgroup_dir("pids", &path).join("pids.max")),
+            "60"
+        );
+        assert_eq!(
+            read_trimmed(&cgroup_dir("cpu", &path).join("cpu.shares")),
+            "256"
+        );
+        assert_eq!(
+            read_trimmed(&cgroup_dir("memory", &path).join("memory.limit_in_bytes")),
+            (128u64 << 20).to_string()
+        );
+    }
+    let e = iso.fails(&["update", "--pids-limit", "0", &id]);
+    assert!(e.contains("linux.resources.pids.limit"), "{e}");
+
+    iso.ok(&["delete", "--force", &id]);
+    for c in ["cpu", "cpuset", "memory", "pids", "freezer"] {
+        assert!(!cgroup_dir(c, &path).exists(), "{c} cgroup left behind");
+    }
+}
+
+#[test]
+fn delete_leaves_nothing_behind() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&["sleep", "1000"], |_| {});
+    let id = unique("gone");
+    let pid = iso.start_detached(&b, &id);
+    let exec_pf = b.path().join("e.pid");
+    iso.ok(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        exec_pf.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    let epid: i32 = read_trimmed(&exec_pf).parse().unwrap();
+    // The container's mounts are in its own namespace, never the host's.
+    assert!(mounts_under(b.path()).is_empty());
+    iso.ok(&["delete", "--force", &id]);
+    assert!(!alive(pid));
+    assert!(!alive(epid));
+    assert!(!iso.state_dir(&id).exists());
+    for c in ["cpu", "memory", "pids", "freezer", "cpuset"] {
+        assert!(!cgroup_dir(c, &format!("/isoexec/{id}")).exists());
+    }
+    assert!(mounts_under(b.path()).is_empty());
+    // Nothing was written into the bundle's root (it is read-only).
+    let mut entries: Vec<String> = std::fs::read_dir(b.rootfs())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["bin", "dev", "proc", "sys"]);
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_leaves_nothing() {
+    let iso = Isoexec::new();
+    let empty = TempDir::new("isoexec-empty");
+    let id = unique("bad");
+    let e = iso.fails(&["create", "--bundle", empty.path().to_str().unwrap(), &id]);
+    assert!(e.contains("config.json: no such file"), "{e}");
+    assert!(!iso.state_dir(&id).exists());
+
+    std::fs::write(
+        empty.path().join("config.json"),
+        "{\"ociVersion\": \"1.2.0\",\n \"process\": [",
+    )
+    .unwrap();
+    let e = iso.fails(&["create", "--bundle", empty.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("config.json: not a valid OCI runtime spec") && e.contains("line 2"),
+        "{e}"
+    );
+
+    let e = iso.fails(&["state", "no-such-id"]);
+    assert!(e.contains("container \"no-such-id\" does not exist"), "{e}");
+    let e = iso.fails(&[
+        "create",
+        "--bundle",
+        empty.path().to_str().unwrap(),
+        "bad/id",
+    ]);
+    assert!(e.contains("invalid container id"), "{e}");
+
+    // A missing binary: reported by create, nothing left.
+    let b = Bundle::busybox(&["/bin/no-such-thing"], |_| {});
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("\"/bin/no-such-thing\"") && e.contains("No such file"),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    assert!(!cgroup_dir("pids", &format!("/isoexec/{id}")).exists());
+
+    // A limit the kernel refuses (a cpu this machine does not have).
+    let b = Bundle::busybox(&["true"], |c| {
+        c["linux"]["resources"] = json!({"cpu": {"cpus": "1023"}});
+    });
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("cgroup /isoexec/")
+            && e.contains("the kernel refused linux.resources.cpu.cpus = \"1023\""),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    for c in ["cpuset", "memory", "pids"] {
+        assert!(
+            !cgroup_dir(c, &format!("/isoexec/{id}")).exists(),
+            "{c} left behind"
+        );
+    }
+
+    // A spec error names the field.
+    let b = Bundle::busybox(&["true"], |c| c["process"]["cwd"] = json!("relative"));
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(e.contains("process.cwd"), "{e}");
+
+    // Duplicate ids.
+    let b = Bundle::busybox(&["sleep", "1000"], |_| {});
+    iso.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains(&format!("container with id \"{id}\" already exists")),
+        "{e}"
+    );
+    // delete of a created container works without --force.
+    iso.ok(&["delete", &id]);
+    assert!(!iso.state_dir(&id).exists());
+}
+
+#[test]
+fn json_log_format() {
+    let iso = Isoexec::new();
+    let log = iso.root.path().join("log.json");
+    let out = iso.run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "missing",
+    ]);
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "container \"missing\" does not exist");
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn flags_after_the_id() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("echo ok"), |_| {});
+    let id = unique("order");
+    let out = iso.run(&["run", &id, "--bundle", b.path().to_str().unwrap()]);
+    assert_eq!(stdout(&out), "ok\n", "{}", stderr(&out));
+    let out = iso.run(&["state", &id, "--root", "/nonexistent"]);
+    assert!(stderr(&out).contains("does not exist"));
+}
+
+#[test]
+fn spec_features_and_version() {
+    let iso = Isoexec::new();
+    let dir = TempDir::new("isoexec-spec");
+    iso.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(spec["root"]["path"], "rootfs");
+    let e = iso.fails(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    assert!(e.contains("exists"), "{e}");
+    let f: serde_json::Value = serde_json::from_str(&iso.ok(&["features"])).unwrap();
+    assert_eq!(f["ociVersionMax"], "1.2.0");
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("pid")));
+    let v = iso.ok(&["--version"]);
+    assert!(
+        v.starts_with("isoexec ") && v.contains("spec: 1.2.0"),
+        "{v}"
+    );
+}
+
+#[test]
+fn terminal_goes_to_the_console_socket() {
+    use std::os::unix::net::UnixListener;
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&sh("tty; echo hello-tty"), |c| {
+        c["process"]["terminal"] = json!(true)
+    });
+    let sock = b.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let fd = recv_fd(&conn);
+        // Read all the task writes on its terminal.
+        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match std::io::Read::read(&mut f, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let (_, err, code) = run_bundle(&iso, &b, &["--console-socket", sock.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out = receiver.join().unwrap();
+    assert!(out.contains("/dev/pts/0"), "{out:?}");
+    assert!(out.contains("hello-tty"), "{out:?}");
+
+    // Without a console socket: a clear error.
+    let (_, err, code) = run_bundle(&iso, &b, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--console-socket"), "{err}");
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS.
+fn recv_fd(conn: &std::os::unix::net::UnixStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u8; 64];
+    // SAFETY: msghdr points at live buffers for the duration of recvmsg.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = cbuf.len();
+        let n = libc::recvmsg(conn.as_raw_fd(), &mut msg, 0);
+        assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null(), "no descriptor received");
+        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32)
+    }
+}

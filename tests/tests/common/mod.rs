@@ -1,0 +1,331 @@
+//! Shared helpers of the integration tests: busybox bundles made at test
+//! time, the built binaries run as a user would, cgroup files read where the
+//! kernel keeps them, and clean-up of everything a test started.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The workspace's target directory.
+fn target_dir() -> PathBuf {
+    if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(t);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+/// A built binary of the workspace: `ISOEXEC_BIN_DIR` (set by the Makefile)
+/// or the profile this test was built with.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = match std::env::var("ISOEXEC_BIN_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => target_dir().join(if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }),
+    };
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `make test` (or `cargo build --workspace` first)",
+        p.display()
+    );
+    p
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the integration tests create namespaces, mounts and cgroups: run them as root (`make test`)"
+    );
+}
+
+/// A unique name for this test run: `prefix-PID-N`.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let p = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox is not installed: `apt-get install busybox-static` (make test does it)");
+}
+
+/// Fills `rootfs` with a static busybox and its applets (relative links).
+pub fn busybox_rootfs(rootfs: &Path) {
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(busybox(), bin.join("busybox")).unwrap();
+    let list = Command::new(busybox()).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+    }
+}
+
+/// An OCI bundle with a busybox root, in a temp dir.
+pub struct Bundle {
+    pub dir: TempDir,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// `isoexec spec`'s template running `args`, changed by `patch`.
+    pub fn busybox(args: &[&str], patch: impl FnOnce(&mut Value)) -> Self {
+        let dir = TempDir::new("isoexec-bundle");
+        busybox_rootfs(&dir.path().join("rootfs"));
+        let out = Command::new(binary("isoexec"))
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "isoexec spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        let mut config: Value = serde_json::from_str(&text).unwrap();
+        config["process"]["args"] = serde_json::json!(args);
+        patch(&mut config);
+        let b = Bundle { dir, config };
+        b.save();
+        b
+    }
+
+    pub fn save(&self) {
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_string_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+}
+
+/// The `isoexec` command line on a private state root; deletes every
+/// container left in it when dropped.
+pub struct Isoexec {
+    pub root: TempDir,
+}
+
+impl Default for Isoexec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Isoexec {
+    pub fn new() -> Self {
+        require_root();
+        Isoexec {
+            root: TempDir::new("isoexec-state"),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(binary("isoexec"));
+        c.arg("--root").arg(self.root.path());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs to completion. Output goes through files, not pipes: a detached
+    /// container (create, exec -d) keeps its stdio, and a pipe would never
+    /// reach EOF.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out_path = self.root.path().join(unique(".out"));
+        let err_path = self.root.path().join(unique(".err"));
+        let status = self
+            .command()
+            .args(args)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .expect("running isoexec");
+        let read = |p: &Path| {
+            let v = std::fs::read(p).unwrap_or_default();
+            let _ = std::fs::remove_file(p);
+            v
+        };
+        Output {
+            status,
+            stdout: read(&out_path),
+            stderr: read(&err_path),
+        }
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "isoexec {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "isoexec {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state JSON")
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// create + start a container that runs in the background.
+    pub fn start_detached(&self, bundle: &Bundle, id: &str) -> i32 {
+        self.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), id]);
+        self.ok(&["start", id]);
+        self.state(id)["pid"].as_i64().unwrap() as i32
+    }
+
+    pub fn state_dir(&self, id: &str) -> PathBuf {
+        self.root.path().join(id)
+    }
+}
+
+impl Drop for Isoexec {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.root.path()) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if id.starts_with('.') {
+                    continue;
+                }
+                let _ = self.command().args(["delete", "--force", &id]).output();
+            }
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// True on a host whose /sys/fs/cgroup is the unified (v2) hierarchy.
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Host directory of cgroup `path` for `controller` (v1), or the unified one (v2).
+pub fn cgroup_dir(controller: &str, path: &str) -> PathBuf {
+    let rel = path.trim_start_matches('/');
+    if cgroup_v2() {
+        Path::new("/sys/fs/cgroup").join(rel)
+    } else {
+        Path::new("/sys/fs/cgroup").join(controller).join(rel)
+    }
+}
+
+pub fn read_trimmed(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// True while `pid` names a live (not zombie) process.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .chars()
+                .next();
+            !matches!(state, Some('Z') | Some('X') | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Host mount points under `dir` (from /proc/self/mountinfo).
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let d = dir.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(d.as_ref()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits up to `secs` for `cond`.
+pub fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    cond()
+}
