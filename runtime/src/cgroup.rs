@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cgroups_rs::{hierarchies, Cgroup, CgroupPid, MaxValue};
+use cgroups_rs::{hierarchies, Cgroup, MaxValue};
 use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
@@ -145,13 +145,6 @@ impl CgroupManager {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| e.to_string())
         })
-    }
-
-    /// Moves process `pid` into the cgroup (every hierarchy).
-    pub fn add(&self, pid: i32) -> Result<()> {
-        self.cg
-            .add_task_by_tgid(CgroupPid::from(pid as u64))
-            .map_err(|e| cg_err(&self.path, e))
     }
 
     /// The processes in the cgroup.

@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod cgroup;
 pub mod container;
+pub mod debug;
 pub mod error;
 pub mod features;
 pub mod plan;

@@ -202,6 +202,9 @@ enum Verb {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.debug {
+        runtime::debug::enable();
+    }
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -451,7 +454,9 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
     if detach {
         return Ok(0);
     }
+    runtime::debug::phase("run: started");
     let code = wait_forwarding(created.init);
+    runtime::debug::phase("run: exited");
     if !keep {
         container::delete(c, true)?;
     }

@@ -39,6 +39,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     plan::validate_id(&opts.id)?;
     let bundle = std::path::absolute(&opts.bundle)
         .ctx(|| format!("bundle path {}", opts.bundle.display()))?;
+    crate::debug::phase("create: loading config.json");
     let spec = bundle::load(&bundle)?;
     let plan = plan::plan(
         &opts.id,
@@ -100,6 +101,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 }
 
 fn spawn(opts: &CreateOptions, plan: &Plan, dir: &Path, undo: &mut Undo) -> Result<Pid> {
+    crate::debug::phase("create: cgroup");
     let cgroup = CgroupManager::create(&plan.cgroup.path, plan.cgroup.resources.as_ref())?;
     let cgroup_dirs = cgroup.dirs();
     let v2 = cgroup.is_v2();
@@ -142,6 +144,7 @@ fn spawn(opts: &CreateOptions, plan: &Plan, dir: &Path, undo: &mut Undo) -> Resu
             flags |= k.clone_flag();
         }
     }
+    crate::debug::phase("create: clone");
     let (parent_end, child_end) = SyncSocket::pair().ctx(|| "socketpair".into())?;
     // SAFETY: the `isoexec` command line is single-threaded here; the child
     // only runs `init_main`, which never returns.
@@ -164,17 +167,14 @@ fn spawn(opts: &CreateOptions, plan: &Plan, dir: &Path, undo: &mut Undo) -> Resu
     drop(child_end);
     drop(console);
 
-    if let Some(cg) = &undo.cgroup {
-        cg.add(child.as_raw())?;
-    }
-    parent_end
-        .send(msg::GO, b"")
-        .ctx(|| "starting the container init".into())?;
     match parent_end
         .recv()
         .ctx(|| "waiting for the container init".into())?
     {
-        Some((msg::READY, _)) => Ok(child),
+        Some((msg::READY, _)) => {
+            crate::debug::phase("create: init ready");
+            Ok(child)
+        }
         Some((msg::ERROR, m)) => Err(Error::Init(String::from_utf8_lossy(&m).into_owned())),
         _ => Err(Error::Init("the container init died during set-up".into())),
     }

@@ -18,7 +18,9 @@ pub fn delete(c: &Container, force: bool) -> Result<()> {
         _ if force => kill_init(c)?,
         s => return Err(c.wrong_state(s, "stop it first or use delete --force")),
     }
+    crate::debug::phase("delete: cgroup");
     c.cgroup().destroy()?;
+    crate::debug::phase("delete: state");
     std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))
 }
 

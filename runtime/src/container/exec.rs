@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use super::{write_atomic, Container, Status};
 use crate::error::{Context, Error, Result};
 use crate::plan::{self, NsKind};
-use crate::sys::{self, init, msg, SyncSocket};
+use crate::sys::{self, init, msg, rootfs::CgroupView, SyncSocket};
 
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
@@ -99,6 +99,8 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
         nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
             .ctx(|| "joining the container's pid namespace".into())?;
     }
+    let cgroup = c.cgroup();
+    let cgroup_dirs = cgroup.dirs();
     let (parent_end, child_end) = SyncSocket::pair().ctx(|| "socketpair".into())?;
     // SAFETY: the command line is single-threaded; the child runs exec_main.
     let child = unsafe { sys::clone_fork(nix::sched::CloneFlags::empty()) }
@@ -110,6 +112,10 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
             sync: &child_end,
             namespaces,
             root,
+            cgroups: CgroupView {
+                v2: cgroup.is_v2(),
+                dirs: &cgroup_dirs,
+            },
             console: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
         });
@@ -121,13 +127,6 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
         let _ = nix::sys::wait::waitpid(child, None);
         e
     };
-    if let Err(e) = c.cgroup().add(child.as_raw()) {
-        return Err(fail(e));
-    }
-    parent_end
-        .send(msg::GO, b"")
-        .ctx(|| "starting the exec'd process".into())
-        .map_err(fail)?;
     // READY, then EOF when exec closes the socket; or ERROR.
     loop {
         match parent_end

@@ -14,6 +14,7 @@ use super::rootfs::{self, CgroupView};
 use super::{msg, SyncSocket};
 use crate::error::{Context, Error, Result};
 use crate::plan::{NsKind, Plan, ProcessPlan};
+use crate::sys;
 
 /// What the init child needs besides its plan.
 pub struct InitArgs<'a> {
@@ -56,17 +57,12 @@ pub fn init_main(args: InitArgs) -> ! {
     }
 }
 
-fn wait_go(sync: &SyncSocket) -> Result<()> {
-    match sync.recv().ctx(|| "waiting for the runtime".into())? {
-        Some((msg::GO, _)) => Ok(()),
-        _ => Err(Error::Init("the runtime went away during set-up".into())),
-    }
-}
-
 fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
     let plan = args.plan;
     nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
-    wait_go(args.sync)?;
+    crate::debug::phase("init: joining cgroup");
+    sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
+    crate::debug::phase("init: namespaces");
 
     for (kind, path) in &plan.namespaces.join {
         if *kind == NsKind::Pid {
@@ -89,8 +85,7 @@ fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
             ))
         })?;
     }
-    // A cgroup namespace made now is rooted at the container's cgroup, which
-    // the runtime put us in before GO.
+    // A cgroup namespace made now is rooted at the container's cgroup.
     if plan.namespaces.creates(NsKind::Cgroup) {
         unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
     }
@@ -115,7 +110,9 @@ fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
         }
     }
 
+    crate::debug::phase("init: mounts");
     rootfs::prepare(plan, &args.cgroups)?;
+    crate::debug::phase("init: pivot_root");
     rootfs::enter_root(plan)?;
     if plan.process.terminal {
         let console = args.console.ok_or_else(|| {
@@ -123,13 +120,16 @@ fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
         })?;
         process::setup_terminal(console, plan.process.console_size)?;
     }
+    crate::debug::phase("init: sysctl, masked and read-only paths");
     rootfs::finish(plan)?;
+    crate::debug::phase("init: credentials");
 
     let p = &plan.process;
     process::apply_limits(p)?;
     process::switch_user(p)?;
     process::enter_cwd(p)?;
     let exec = process::prepare_exec(p)?;
+    crate::debug::phase("init: ready, waiting for start");
     Ok((exec, fifo))
 }
 
@@ -141,6 +141,7 @@ pub struct ExecArgs<'a> {
     pub namespaces: Vec<(NsKind, OwnedFd)>,
     /// The container init's root (`/proc/PID/root`).
     pub root: OwnedFd,
+    pub cgroups: CgroupView<'a>,
     pub console: Option<RawFd>,
     pub preserve_fds: i32,
 }
@@ -164,7 +165,7 @@ fn exec_setup(args: &ExecArgs) -> Result<Exec> {
     // Non-dumpable: a container process cannot open /proc/PID/exe of this
     // (host) binary while it is joining (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
-    wait_go(args.sync)?;
+    sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
     for (kind, fd) in &args.namespaces {
         setns(fd.as_fd(), kind.clone_flag())
             .ctx(|| format!("joining the container's {} namespace", kind.proc_name()))?;

@@ -42,8 +42,6 @@ pub struct SyncSocket(OwnedFd);
 
 /// Messages on a [`SyncSocket`].
 pub mod msg {
-    /// Runtime → child: the child is in its cgroup, go on.
-    pub const GO: u8 = b'G';
     /// Child → runtime: set up, waiting for `start` (init) or about to exec.
     pub const READY: u8 = b'R';
     /// Child → runtime: failed; the rest of the message says why.
@@ -138,6 +136,21 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
     let mut out = root.to_path_buf();
     out.extend(&done);
     Ok(out)
+}
+
+/// Moves the calling process into its cgroup. Called by the child itself:
+/// on cgroup v1 a single-threaded process writing `0` to `tasks` moves only
+/// itself, which the kernel does without taking the global threadgroup lock
+/// (a migration by pid waits for an RCU grace period, ~10 ms). On v2,
+/// `cgroup.procs`.
+pub fn join_cgroup(v2: bool, dirs: &[(String, PathBuf)]) -> std::io::Result<()> {
+    let file = if v2 { "cgroup.procs" } else { "tasks" };
+    for (_, dir) in dirs {
+        std::fs::write(dir.join(file), b"0").map_err(|e| {
+            std::io::Error::new(e.kind(), format!("joining cgroup {}: {e}", dir.display()))
+        })?;
+    }
+    Ok(())
 }
 
 /// Takes ownership of a raw descriptor number.
