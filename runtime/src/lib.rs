@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod console;
 pub mod container;
 pub mod debug;
 pub mod error;

@@ -830,10 +830,14 @@ fn terminal_goes_to_the_console_socket() {
     assert!(out.contains("/dev/pts/0"), "{out:?}");
     assert!(out.contains("hello-tty"), "{out:?}");
 
-    // Without a console socket: a clear error.
-    let (_, err, code) = run_bundle(&iso, &b, &[]);
-    assert_ne!(code, 0);
-    assert!(err.contains("--console-socket"), "{err}");
+    // Detached without a console socket there is nowhere to send it.
+    let id = unique("tty");
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("process.terminal is true: give --console-socket"),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
 }
 
 /// Receives one descriptor sent with SCM_RIGHTS.
@@ -858,4 +862,101 @@ fn recv_fd(conn: &std::os::unix::net::UnixStream) -> i32 {
         assert!(!cmsg.is_null(), "no descriptor received");
         std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32)
     }
+}
+
+#[test]
+fn joining_another_containers_namespaces() {
+    let iso = Isoexec::new();
+    let a = Bundle::busybox(&["sleep", "1000"], |c| c["hostname"] = json!("pod"));
+    let a_id = unique("pod");
+    let a_pid = iso.start_detached(&a, &a_id);
+    // B joins A's network, ipc, uts and pid namespaces, as a pod's containers do.
+    let b = Bundle::busybox(
+        &sh("hostname; ps -o comm | grep -c sleep; readlink /proc/self/ns/net"),
+        |c| {
+            c["linux"]["namespaces"] = json!([
+                {"type": "mount"},
+                {"type": "network", "path": format!("/proc/{a_pid}/ns/net")},
+                {"type": "ipc", "path": format!("/proc/{a_pid}/ns/ipc")},
+                {"type": "uts", "path": format!("/proc/{a_pid}/ns/uts")},
+                {"type": "pid", "path": format!("/proc/{a_pid}/ns/pid")}
+            ]);
+            c.as_object_mut().unwrap().remove("hostname");
+        },
+    );
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    let a_net = std::fs::read_link(format!("/proc/{a_pid}/ns/net")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pod", "B sees A's hostname");
+    assert_eq!(
+        lines[1], "1",
+        "B sees A's sleep in the shared pid namespace"
+    );
+    assert_eq!(lines[2], a_net.to_str().unwrap());
+
+    // A path that is not a namespace is a clear error, and nothing is left.
+    let bad = Bundle::busybox(&["true"], |c| {
+        c["linux"]["namespaces"] =
+            json!([{"type": "mount"}, {"type": "network", "path": "/proc/self/ns/nope"}]);
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let id = unique("badns");
+    let e = iso.fails(&["create", "--bundle", bad.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("cannot open net namespace /proc/self/ns/nope"),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    iso.ok(&["delete", "--force", &a_id]);
+}
+
+#[test]
+fn foreground_terminal_is_relayed() {
+    use std::io::Write;
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&["sh"], |c| c["process"]["terminal"] = json!(true));
+    let id = unique("fg");
+    let out_path = b.path().join("out");
+    let mut child = iso
+        .command()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"tty; echo relayed-$((6*7)); exit 5\n")
+        .unwrap();
+    let status = child.wait().unwrap();
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(status.code(), Some(5), "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("relayed-42"), "{out}");
+
+    // exec -t into a running container, relayed the same way.
+    let b = Bundle::busybox(&["sleep", "1000"], |_| {});
+    let id = unique("fgexec");
+    iso.start_detached(&b, &id);
+    let mut child = iso
+        .command()
+        .args(["exec", "-t", &id, "sh"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"tty; exit 3\n")
+        .unwrap();
+    let status = child.wait().unwrap();
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(status.code(), Some(3), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    iso.ok(&["delete", "--force", &id]);
 }

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
-
+use runtime::console::ConsoleSocket;
 use runtime::container::{self, Container, CreateOptions, ExecOptions, Status};
 use runtime::{Error, Result};
 
@@ -295,13 +292,21 @@ fn run(cli: &Cli) -> Result<u8> {
                 pid_file: pid_file.clone(),
                 preserve_fds: *preserve_fds,
             };
-            // Block forwarded signals before the fork would be wrong (the
-            // child inherits the mask), so exec first, then wait.
-            let ex = container::exec(&c, &opts)?;
+            let console = foreground_console(console_socket.is_none() && *tty && !*detach)?;
+            let opts = ExecOptions {
+                console_socket: console
+                    .as_ref()
+                    .map(|(p, _)| p.clone())
+                    .or(opts.console_socket),
+                ..opts
+            };
+            let ex = container::exec(&c, &opts);
+            let tty = receive_terminal(console, ex.is_ok())?;
+            let ex = ex?;
             if *detach {
                 return Ok(0);
             }
-            Ok(wait_forwarding(ex.pid))
+            runtime::console::wait_foreground(ex.pid, tty)
         }
         Verb::Ps { format, id, .. } => {
             let c = load(id)?;
@@ -445,7 +450,17 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
 /// `run`: create, start, and unless detached wait (forwarding signals) and
 /// delete; the exit status is the container's.
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
-    let created = container::create(&create_options(cli, a))?;
+    let mut opts = create_options(cli, a);
+    let console = foreground_console(a.console_socket.is_none() && !detach)?;
+    if let Some((path, _)) = &console {
+        opts.console_socket = Some(path.clone());
+    }
+    let created = container::create(&opts);
+    let terminal = created
+        .as_ref()
+        .is_ok_and(|c| c.container.state.process.terminal().unwrap_or(false));
+    let tty = receive_terminal(console, terminal)?;
+    let created = created?;
     let c = &created.container;
     if let Err(e) = container::start(c) {
         let _ = container::delete(c, true);
@@ -455,7 +470,7 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
         return Ok(0);
     }
     runtime::debug::phase("run: started");
-    let code = wait_forwarding(created.init);
+    let code = runtime::console::wait_foreground(created.init, tty)?;
     runtime::debug::phase("run: exited");
     if !keep {
         container::delete(c, true)?;
@@ -463,37 +478,31 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
     Ok(code)
 }
 
-/// Waits for our child `pid`, passing on the signals a user sends to this
-/// process; returns its exit status (128+signal when killed).
-fn wait_forwarding(pid: Pid) -> u8 {
-    let forwarded = [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ];
-    let mut set = SigSet::empty();
-    for s in forwarded {
-        set.add(s);
+/// A console socket of our own, for a terminal relayed in the foreground.
+fn foreground_console(wanted: bool) -> Result<Option<(PathBuf, ConsoleSocket)>> {
+    if !wanted {
+        return Ok(None);
     }
-    set.add(Signal::SIGCHLD);
-    let _ = set.thread_block();
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return code as u8,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as u8,
-            Ok(_) => {}
-            Err(_) => return 255,
-        }
-        match set.wait() {
-            Ok(Signal::SIGCHLD) | Err(_) => {}
-            Ok(sig) => {
-                let _ = nix::sys::signal::kill(pid, sig);
-            }
-        }
+    // Short path: a unix socket's path is limited to 108 bytes.
+    let path = std::env::temp_dir().join(format!("isoexec-console-{}.sock", std::process::id()));
+    let sock = ConsoleSocket::bind(&path)?;
+    Ok(Some((path, sock)))
+}
+
+/// The pty master, when the container was given a terminal; removes the
+/// socket either way.
+fn receive_terminal(
+    console: Option<(PathBuf, ConsoleSocket)>,
+    terminal: bool,
+) -> Result<Option<std::os::fd::OwnedFd>> {
+    let Some((path, sock)) = console else {
+        return Ok(None);
+    };
+    let _ = std::fs::remove_file(&path);
+    if terminal {
+        sock.receive().map(Some)
+    } else {
+        Ok(None)
     }
 }
 
