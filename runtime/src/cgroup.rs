@@ -9,6 +9,7 @@ use cgroups_rs::{hierarchies, Cgroup, MaxValue};
 use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
+use crate::plan::DeviceRule;
 
 pub struct CgroupManager {
     cg: Cgroup,
@@ -24,7 +25,11 @@ fn rel(path: &str) -> &str {
 impl CgroupManager {
     /// Creates the cgroup `path` and applies `resources`. On failure nothing
     /// is left behind.
-    pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<Self> {
+    pub fn create(
+        path: &str,
+        resources: Option<&LinuxResources>,
+        devices: &[DeviceRule],
+    ) -> Result<Self> {
         let hier = hierarchies::auto();
         let cg = if path.starts_with('/') {
             Cgroup::new(hier, rel(path))
@@ -39,11 +44,12 @@ impl CgroupManager {
             cg,
             path: path.to_string(),
         };
-        if let Some(r) = resources {
-            if let Err(e) = mgr.apply(r) {
-                let _ = mgr.destroy();
-                return Err(e);
-            }
+        let applied = mgr
+            .set_devices(devices)
+            .and_then(|_| resources.map_or(Ok(()), |r| mgr.apply(r)));
+        if let Err(e) = applied {
+            let _ = mgr.destroy();
+            return Err(e);
         }
         Ok(mgr)
     }
@@ -105,6 +111,32 @@ impl CgroupManager {
             path: self.path.clone(),
             reason: format!("the kernel refused {} = {} ({cause})", l.field(), l.value()),
         }
+    }
+
+    /// Writes the device rules, in order (cgroup v1; on v2 device access is
+    /// an eBPF program, which isoexec does not load yet).
+    fn set_devices(&self, rules: &[DeviceRule]) -> Result<()> {
+        if self.is_v2() || rules.is_empty() {
+            return Ok(());
+        }
+        let Some(dir) = self.controller_dir("devices") else {
+            return Ok(());
+        };
+        for r in rules {
+            let file = if r.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            std::fs::write(dir.join(file), r.to_cgroup_v1()).map_err(|e| Error::Cgroup {
+                path: self.path.clone(),
+                reason: format!(
+                    "the kernel refused device rule {:?} in {file}: {e}",
+                    r.to_cgroup_v1()
+                ),
+            })?;
+        }
+        Ok(())
     }
 
     /// Writes one limit; the error is the kernel's reason.

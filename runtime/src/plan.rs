@@ -223,6 +223,124 @@ pub struct CgroupPlan {
     /// own cgroup (relative).
     pub path: String,
     pub resources: Option<LinuxResources>,
+    /// Device access rules, in the order they are written.
+    pub devices: Vec<DeviceRule>,
+}
+
+/// One rule of the devices cgroup: `allow`/deny `kind major:minor access`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRule {
+    pub allow: bool,
+    /// `a` (all), `c` or `b`.
+    pub kind: char,
+    /// `None` is `*`.
+    pub major: Option<i64>,
+    pub minor: Option<i64>,
+    /// Some of `rwm`.
+    pub access: String,
+}
+
+impl DeviceRule {
+    fn new(allow: bool, kind: char, major: Option<i64>, minor: Option<i64>, access: &str) -> Self {
+        DeviceRule {
+            allow,
+            kind,
+            major,
+            minor,
+            access: access.to_string(),
+        }
+    }
+
+    /// The rule as devices.allow / devices.deny take it: `c 1:3 rwm`, `a`.
+    pub fn to_cgroup_v1(&self) -> String {
+        if self.kind == 'a' {
+            return "a".to_string();
+        }
+        let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
+        format!(
+            "{} {}:{} {}",
+            self.kind,
+            n(self.major),
+            n(self.minor),
+            self.access
+        )
+    }
+}
+
+/// Devices every container may use (runc's list): mknod of anything (access
+/// is what the rules guard), the standard nodes, the pty devices and tun.
+fn default_device_rules() -> Vec<DeviceRule> {
+    let c = |major, minor| DeviceRule::new(true, 'c', Some(major), minor, "rwm");
+    vec![
+        DeviceRule::new(true, 'c', None, None, "m"),
+        DeviceRule::new(true, 'b', None, None, "m"),
+        c(1, Some(3)),
+        c(1, Some(5)),
+        c(1, Some(7)),
+        c(1, Some(8)),
+        c(1, Some(9)),
+        c(5, Some(0)),
+        c(5, Some(2)),
+        c(136, None),
+        c(10, Some(200)),
+    ]
+}
+
+/// Device rules: deny everything, then the spec's rules in order, then the
+/// defaults and the nodes the spec creates. A spec cannot open the host's
+/// devices by leaving the rules out.
+pub fn device_rules(
+    spec_rules: &[oci_spec::runtime::LinuxDeviceCgroup],
+    devices: &[DevicePlan],
+) -> Result<Vec<DeviceRule>> {
+    let mut rules = vec![DeviceRule::new(false, 'a', None, None, "rwm")];
+    for (i, r) in spec_rules.iter().enumerate() {
+        let field = format!("linux.resources.devices[{i}]");
+        let kind = match r.typ() {
+            None | Some(LinuxDeviceType::A) => 'a',
+            Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
+            Some(LinuxDeviceType::B) => 'b',
+            Some(LinuxDeviceType::P) => {
+                return Err(Error::invalid(
+                    field,
+                    "type \"p\" (fifo) has no device cgroup rule",
+                ))
+            }
+        };
+        let access = r.access().clone().unwrap_or_else(|| "rwm".into());
+        if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+            return Err(Error::invalid(
+                field,
+                format!("access {access:?} must be made of r, w and m"),
+            ));
+        }
+        rules.push(DeviceRule::new(
+            r.allow(),
+            kind,
+            r.major(),
+            r.minor(),
+            &access,
+        ));
+    }
+    rules.extend(default_device_rules());
+    for d in devices {
+        let kind = match d.kind {
+            DeviceKind::Char => 'c',
+            DeviceKind::Block => 'b',
+            DeviceKind::Fifo => continue,
+        };
+        let rule = DeviceRule::new(
+            true,
+            kind,
+            Some(d.major as i64),
+            Some(d.minor as i64),
+            "rwm",
+        );
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
+    }
+    Ok(rules)
 }
 
 /// Options that come from the command line rather than the bundle.
@@ -393,7 +511,7 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         .ok_or_else(|| Error::invalid("process", "missing: the spec must say what to run"))?;
     let process = process_plan(process, "process")?;
 
-    let cgroup = cgroup_plan(id, spec, opts)?;
+    let cgroup = cgroup_plan(id, spec, opts, &devices)?;
 
     Ok(Plan {
         id: id.to_string(),
@@ -867,7 +985,12 @@ fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> u32 {
     }
 }
 
-fn cgroup_plan(id: &str, spec: &Spec, opts: &PlanOptions) -> Result<CgroupPlan> {
+fn cgroup_plan(
+    id: &str,
+    spec: &Spec,
+    opts: &PlanOptions,
+    devices: &[DevicePlan],
+) -> Result<CgroupPlan> {
     let linux = spec.linux().as_ref();
     let raw = linux
         .and_then(|l| l.cgroups_path().as_ref())
@@ -890,7 +1013,15 @@ fn cgroup_plan(id: &str, spec: &Spec, opts: &PlanOptions) -> Result<CgroupPlan> 
     if let Some(r) = &resources {
         validate_resources(r)?;
     }
-    Ok(CgroupPlan { path, resources })
+    let spec_rules = resources
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    Ok(CgroupPlan {
+        path,
+        resources,
+        devices: device_rules(&spec_rules, devices)?,
+    })
 }
 
 /// `slice:prefix:name` (systemd's cgroupsPath form) as the cgroupfs path

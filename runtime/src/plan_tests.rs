@@ -603,3 +603,77 @@ fn cpu_lists() {
     assert!(parse_cpu_list("").is_err());
     assert!(parse_cpu_list("2-1").is_err());
 }
+
+#[test]
+fn device_rules_deny_first_then_spec_then_defaults() {
+    let p = plan_of(|v| {
+        v["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}
+        ]);
+        v["linux"]["devices"] =
+            json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]);
+    })
+    .unwrap();
+    let rules: Vec<String> = p
+        .cgroup
+        .devices
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                if r.allow { "allow" } else { "deny" },
+                r.to_cgroup_v1()
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "deny a",
+            "deny a",
+            "allow c 10:229 rw",
+            "allow c *:* m",
+            "allow b *:* m",
+            "allow c 1:3 rwm",
+            "allow c 1:5 rwm",
+            "allow c 1:7 rwm",
+            "allow c 1:8 rwm",
+            "allow c 1:9 rwm",
+            "allow c 5:0 rwm",
+            "allow c 5:2 rwm",
+            "allow c 136:* rwm",
+            "allow c 10:200 rwm",
+            "allow c 10:229 rwm",
+        ]
+    );
+}
+
+#[test]
+fn device_rules_without_spec_rules_still_deny_first() {
+    let p = plan_of(|v| {
+        v["linux"].as_object_mut().unwrap().remove("resources");
+    })
+    .unwrap();
+    assert_eq!(p.cgroup.devices[0].to_cgroup_v1(), "a");
+    assert!(!p.cgroup.devices[0].allow);
+    // The defaults are there once each.
+    let null = p
+        .cgroup
+        .devices
+        .iter()
+        .filter(|r| r.to_cgroup_v1() == "c 1:3 rwm")
+        .count();
+    assert_eq!(null, 1);
+}
+
+#[test]
+fn device_rule_access_is_checked() {
+    let e = err_of(|v| {
+        v["linux"]["resources"]["devices"] = json!([{"allow": true, "type": "c", "access": "rwx"}])
+    });
+    assert!(
+        e.contains("linux.resources.devices[0]") && e.contains("rwx"),
+        "{e}"
+    );
+}

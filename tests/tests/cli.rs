@@ -110,6 +110,20 @@ fn cap_lines(uid: u32) -> String {
 }
 
 #[test]
+fn host_devices_stay_closed_even_with_cap_mknod() {
+    let iso = Isoexec::new();
+    // CAP_MKNOD is in the default set: the node can be made, not opened.
+    let b = Bundle::busybox(
+        &sh("mknod /dev/host-serial c 4 64 && echo made; echo x > /dev/host-serial || echo refused; echo ok > /dev/null && echo null-ok"),
+        |_| {},
+    );
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "made\nrefused\nnull-ok\n");
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
+
+#[test]
 fn capabilities_as_requested_for_a_user() {
     // CHOWN = bit 0, KILL = bit 5, NET_RAW = bit 13. A non-root process
     // keeps across exec what is ambient; the bounding set is as given.

@@ -102,7 +102,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 
 fn spawn(opts: &CreateOptions, plan: &Plan, dir: &Path, undo: &mut Undo) -> Result<Pid> {
     crate::debug::phase("create: cgroup");
-    let cgroup = CgroupManager::create(&plan.cgroup.path, plan.cgroup.resources.as_ref())?;
+    let cgroup = CgroupManager::create(
+        &plan.cgroup.path,
+        plan.cgroup.resources.as_ref(),
+        &plan.cgroup.devices,
+    )?;
     let cgroup_dirs = cgroup.dirs();
     let v2 = cgroup.is_v2();
     undo.cgroup = Some(cgroup);
