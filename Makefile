@@ -10,14 +10,14 @@ DEBUG   := target/debug
 
 all: release
 
-## System packages: busybox-static (test root filesystems), runc (benchmark baseline).
+## System packages: libseccomp-dev (build), busybox-static (test roots), runc (bench baseline).
 deps:
 	@scripts/deps.sh
 
-build:
+build: deps
 	$(CARGO) build --workspace
 
-release:
+release: deps
 	$(CARGO) build --workspace --release
 
 ## Formatting, lints, unit tests and the integration tests against the real kernel.

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages isoexec's tests, demo and benchmarks use,
-# when they are missing. Needs root and apt-get.
+# Installs the Debian packages isoexec's build, tests, demo and benchmarks
+# use, when they are missing. Needs root and apt-get.
 set -euo pipefail
 
 need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+# Build: the seccomp filter compiler's library.
+have_pkg libseccomp-dev || need+=(libseccomp-dev)
+# Tests and demo: a static busybox for root filesystems; bench: runc.
 command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 

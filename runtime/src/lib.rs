@@ -12,6 +12,7 @@ pub mod debug;
 pub mod error;
 pub mod features;
 pub mod plan;
+pub mod seccomp;
 pub mod sys;
 
 pub use error::{Error, Result};

@@ -214,6 +214,8 @@ pub struct ProcessPlan {
     pub terminal: bool,
     /// (rows, columns) of the terminal.
     pub console_size: Option<(u16, u16)>,
+    /// The seccomp filter the process runs under (`linux.seccomp`).
+    pub seccomp: Option<crate::seccomp::SeccompPlan>,
 }
 
 /// Where the container's cgroup is and what it limits.
@@ -509,7 +511,11 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("process", "missing: the spec must say what to run"))?;
-    let process = process_plan(process, "process")?;
+    let mut process = process_plan(process, "process")?;
+    process.seccomp = linux
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::plan)
+        .transpose()?;
 
     let cgroup = cgroup_plan(id, spec, opts, &devices)?;
 
@@ -941,6 +947,7 @@ pub fn process_plan(p: &oci_spec::runtime::Process, field: &str) -> Result<Proce
                 b.width().min(u16::MAX as u64) as u16,
             )
         }),
+        seccomp: None,
     })
 }
 

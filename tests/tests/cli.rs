@@ -974,3 +974,61 @@ fn foreground_terminal_is_relayed() {
     assert!(out.contains("/dev/pts/"), "{out}");
     iso.ok(&["delete", "--force", &id]);
 }
+
+#[test]
+fn seccomp_filter_applies_to_init_and_exec() {
+    let iso = Isoexec::new();
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+             "args": [{"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["sethostname"], "action": "SCMP_ACT_KILL_PROCESS"},
+            {"names": ["no_such_syscall_in_any_kernel"], "action": "SCMP_ACT_ERRNO"}
+        ]
+    });
+    let script = "mkdir /dev/shm/d || echo mkdir-refused; \
+                  kill -0 $$ && echo signal-0-ok; \
+                  kill -USR1 $$ || echo usr1-refused; \
+                  hostname other; echo hostname-status-$?";
+    let b = Bundle::busybox(&sh(script), |c| c["linux"]["seccomp"] = profile.clone());
+    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    // sethostname is killed by SIGSYS (31): 128 + 31.
+    assert_eq!(
+        out, "mkdir-refused\nsignal-0-ok\nusr1-refused\nhostname-status-159\n",
+        "{err}"
+    );
+    assert!(
+        err.contains("Operation not permitted") && err.contains("Permission denied"),
+        "{err}"
+    );
+    assert_eq!(code, 0);
+
+    // Without the profile the same calls work.
+    let b2 = Bundle::busybox(&sh("mkdir /dev/shm/d && uname -s"), |_| {});
+    let (out, _, code) = run_bundle(&iso, &b2, &[]);
+    assert_eq!((out.as_str(), code), ("Linux\n", 0));
+
+    // A process exec'd into the container gets the container's filter.
+    let b3 = Bundle::busybox(&["sleep", "1000"], |c| {
+        c["linux"]["seccomp"] = profile.clone()
+    });
+    let id = unique("seccomp");
+    iso.start_detached(&b3, &id);
+    let out = iso.run(&["exec", &id, "hostname", "x"]);
+    assert_eq!(out.status.code(), Some(128 + 31), "killed by SIGSYS");
+    let out = iso.run(&["exec", &id, "mkdir", "/dev/shm/e"]);
+    assert!(stderr(&out).contains("Operation not permitted"));
+    iso.ok(&["delete", "--force", &id]);
+
+    // An unsupported action is refused before anything starts.
+    let b4 = Bundle::busybox(&["true"], |c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY"});
+    });
+    let id = unique("seccomp");
+    let e = iso.fails(&["create", "--bundle", b4.path().to_str().unwrap(), &id]);
+    assert!(e.contains("linux.seccomp.defaultAction"), "{e}");
+    assert!(!iso.state_dir(&id).exists());
+}

@@ -86,6 +86,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         annotations: plan.annotations.clone(),
         cgroup_path: plan.cgroup.path.clone(),
         process: spec.process().clone().unwrap_or_default(),
+        seccomp: plan.process.seccomp.clone(),
     };
     let json = serde_json::to_vec(&state).map_err(|e| Error::Init(e.to_string()))?;
     write_atomic(&dir.join(STATE_FILE), &json)?;

@@ -147,9 +147,16 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
     Ok(Execed { pid: child })
 }
 
-/// The process to exec: `--process FILE`, or the spec's process with the
-/// command line's args and overrides.
+/// The process to exec, under the container's seccomp filter.
 fn process_for(c: &Container, opts: &ExecOptions) -> Result<plan::ProcessPlan> {
+    let mut p = requested_process(c, opts)?;
+    p.seccomp = c.state.seccomp.clone();
+    Ok(p)
+}
+
+/// `--process FILE`, or the spec's process with the command line's args
+/// and overrides.
+fn requested_process(c: &Container, opts: &ExecOptions) -> Result<plan::ProcessPlan> {
     if let Some(path) = &opts.process_file {
         let text = std::fs::read(path).map_err(|e| Error::Bundle {
             path: path.clone(),

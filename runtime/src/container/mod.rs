@@ -45,6 +45,9 @@ pub struct State {
     pub cgroup_path: String,
     /// The spec's `process`: what `exec` inherits unless told otherwise.
     pub process: oci_spec::runtime::Process,
+    /// The container's seccomp filter, applied to exec'd processes too.
+    #[serde(default)]
+    pub seccomp: Option<crate::seccomp::SeccompPlan>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -124,13 +124,28 @@ fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
     rootfs::finish(plan)?;
     crate::debug::phase("init: credentials");
 
-    let p = &plan.process;
+    let exec = finish_process(&plan.process)?;
+    crate::debug::phase("init: ready, waiting for start");
+    Ok((exec, fifo))
+}
+
+/// The steps every process takes last: limits, credentials, working
+/// directory, the executable's lookup, and seccomp. The filter is loaded as
+/// late as possible: after the credentials with noNewPrivileges, before
+/// them otherwise (loading then needs CAP_SYS_ADMIN).
+fn finish_process(p: &ProcessPlan) -> Result<Exec> {
+    let filter = p.seccomp.as_ref().map(sys::seccomp::compile).transpose()?;
     process::apply_limits(p)?;
+    if let (Some(f), false) = (&filter, p.no_new_privileges) {
+        sys::seccomp::load(f)?;
+    }
     process::switch_user(p)?;
     process::enter_cwd(p)?;
     let exec = process::prepare_exec(p)?;
-    crate::debug::phase("init: ready, waiting for start");
-    Ok((exec, fifo))
+    if let (Some(f), true) = (&filter, p.no_new_privileges) {
+        sys::seccomp::load(f)?;
+    }
+    Ok(exec)
 }
 
 /// What a process joining a running container needs.
@@ -179,9 +194,5 @@ fn exec_setup(args: &ExecArgs) -> Result<Exec> {
             .ok_or_else(|| Error::Init("--tty needs --console-socket".into()))?;
         process::setup_terminal(console, args.process.console_size)?;
     }
-    let p = args.process;
-    process::apply_limits(p)?;
-    process::switch_user(p)?;
-    process::enter_cwd(p)?;
-    process::prepare_exec(p)
+    finish_process(args.process)
 }

@@ -5,6 +5,7 @@
 pub mod init;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
