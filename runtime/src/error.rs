@@ -15,6 +15,10 @@ pub enum Error {
     #[error("invalid {field} in config.json: {reason}")]
     InvalidSpec { field: String, reason: String },
 
+    /// The driver's policy (allow_caps, denied_host_uids/gids) refuses the task.
+    #[error("{0}")]
+    Policy(String),
+
     /// A command-line or request argument is wrong.
     #[error("{0}")]
     InvalidArgument(String),

@@ -6,9 +6,11 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod config;
 pub mod console;
 pub mod container;
 pub mod debug;
+pub mod driver;
 pub mod error;
 pub mod features;
 pub mod plan;

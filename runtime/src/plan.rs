@@ -31,6 +31,10 @@ pub struct Plan {
     pub process: ProcessPlan,
     pub cgroup: CgroupPlan,
     pub annotations: BTreeMap<String, String>,
+    /// The exec driver's root assembly; `None` for image semantics.
+    pub chroot: Option<crate::driver::ChrootPlan>,
+    /// What the front end should tell the user (policy adjustments, ...).
+    pub warnings: Vec<String>,
 }
 
 /// The container's root filesystem.
@@ -346,11 +350,27 @@ pub fn device_rules(
 }
 
 /// Options that come from the command line rather than the bundle.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub no_pivot: bool,
     /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`.
     pub systemd_cgroup: bool,
+    /// The driver's options (config.toml).
+    pub driver: crate::config::DriverConfig,
+    /// The state root: sandboxes' shared directories and overlay layers
+    /// live below it.
+    pub state_root: PathBuf,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            no_pivot: false,
+            systemd_cgroup: false,
+            driver: crate::config::DriverConfig::default(),
+            state_root: PathBuf::from("/run/isoexec"),
+        }
+    }
 }
 
 fn dev_tmpfs() -> MountPlan {
@@ -409,8 +429,14 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
             bundle.display()
         )));
     }
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .as_ref()
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
     let root = root_plan(bundle, spec, opts)?;
-    let namespaces = namespace_plan(spec)?;
+    let mut namespaces = namespace_plan(spec)?;
+    crate::driver::apply_ns_modes(&mut namespaces, &annotations)?;
     let linux = spec.linux().as_ref();
 
     if spec.hostname().is_some() && !namespaces.creates(NsKind::Uts) {
@@ -512,6 +538,11 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         .as_ref()
         .ok_or_else(|| Error::invalid("process", "missing: the spec must say what to run"))?;
     let mut process = process_plan(process, "process")?;
+    let warnings = crate::driver::apply_policy(&mut process, &opts.driver)?;
+    let chroot = crate::driver::chroot_plan(id, &annotations, &opts.driver, &opts.state_root)?;
+    if chroot.is_some() {
+        crate::driver::add_task_env(&mut process, linux.and_then(|l| l.resources().as_ref()));
+    }
     process.seccomp = linux
         .and_then(|l| l.seccomp().as_ref())
         .map(crate::seccomp::plan)
@@ -534,20 +565,18 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         sysctl,
         process,
         cgroup,
-        annotations: spec
-            .annotations()
-            .as_ref()
-            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default(),
+        annotations,
+        chroot,
+        warnings,
     })
 }
 
 /// Container ids are used as directory names: keep them to what runc allows.
 pub fn validate_id(id: &str) -> Result<()> {
+    // A leading dot is kept for the runtime's own entries in the state root.
     let ok = !id.is_empty()
         && id.len() <= 1024
-        && id != "."
-        && id != ".."
+        && !id.starts_with('.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
@@ -586,7 +615,7 @@ fn root_plan(bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<RootPlan>
         path,
         readonly: root.readonly().unwrap_or(false),
         propagation,
-        pivot: !opts.no_pivot,
+        pivot: !(opts.no_pivot || opts.driver.no_pivot_root),
     })
 }
 

@@ -487,20 +487,20 @@ fn user_and_terminal() {
 fn capability_sets_are_separate() {
     let p = plan_of(|v| {
         v["process"]["capabilities"] = json!({
-            "bounding": ["CAP_CHOWN", "CAP_NET_RAW"],
+            "bounding": ["CAP_CHOWN", "CAP_KILL"],
             "effective": ["CAP_CHOWN"],
-            "ambient": ["CAP_NET_RAW"]
+            "ambient": ["CAP_KILL"]
         })
     })
     .unwrap();
     let c = &p.process.capabilities;
     assert_eq!(
         c.bounding,
-        [caps::Capability::CAP_CHOWN, caps::Capability::CAP_NET_RAW]
+        [caps::Capability::CAP_CHOWN, caps::Capability::CAP_KILL]
     );
     assert_eq!(c.effective, [caps::Capability::CAP_CHOWN]);
     assert!(c.permitted.is_empty());
-    assert_eq!(c.ambient, [caps::Capability::CAP_NET_RAW]);
+    assert_eq!(c.ambient, [caps::Capability::CAP_KILL]);
 }
 
 #[test]

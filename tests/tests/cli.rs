@@ -95,7 +95,7 @@ fn cap_lines(uid: u32) -> String {
         |c| {
             c["process"]["user"] = json!({"uid": uid, "gid": uid});
             c["process"]["capabilities"] = json!({
-                "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"],
+                "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_SYS_CHROOT"],
                 "effective": ["CAP_CHOWN", "CAP_KILL"],
                 "permitted": ["CAP_CHOWN", "CAP_KILL"],
                 "inheritable": ["CAP_KILL"],
@@ -125,13 +125,13 @@ fn host_devices_stay_closed_even_with_cap_mknod() {
 
 #[test]
 fn capabilities_as_requested_for_a_user() {
-    // CHOWN = bit 0, KILL = bit 5, NET_RAW = bit 13. A non-root process
+    // CHOWN = bit 0, KILL = bit 5, SYS_CHROOT = bit 18. A non-root process
     // keeps across exec what is ambient; the bounding set is as given.
     let out = cap_lines(1000);
     assert_eq!(
         out,
         "CapInh:\t0000000000000020\nCapPrm:\t0000000000000020\nCapEff:\t0000000000000020\n\
-         CapBnd:\t0000000000002021\nCapAmb:\t0000000000000020\n"
+         CapBnd:\t0000000000040021\nCapAmb:\t0000000000000020\n"
     );
 }
 
@@ -141,8 +141,8 @@ fn capabilities_of_root_are_the_bounding_set() {
     let out = cap_lines(0);
     assert_eq!(
         out,
-        "CapInh:\t0000000000000020\nCapPrm:\t0000000000002021\nCapEff:\t0000000000002021\n\
-         CapBnd:\t0000000000002021\nCapAmb:\t0000000000000020\n"
+        "CapInh:\t0000000000000020\nCapPrm:\t0000000000040021\nCapEff:\t0000000000040021\n\
+         CapBnd:\t0000000000040021\nCapAmb:\t0000000000000020\n"
     );
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use runtime::config::DriverConfig;
 use runtime::console::ConsoleSocket;
 use runtime::container::{self, Container, CreateOptions, ExecOptions, Status};
 use runtime::{Error, Result};
@@ -21,6 +22,9 @@ struct Cli {
     /// State directory of containers.
     #[arg(long, global = true, default_value = "/run/isoexec")]
     root: PathBuf,
+    /// The driver's options (default: $ISOEXEC_CONFIG, else /etc/isoexec/config.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Also write errors to this file.
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -215,15 +219,19 @@ fn main() -> ExitCode {
 /// `--log-format json`, as containerd's runc shim reads them).
 fn report(cli: &Cli, e: &Error) {
     eprintln!("isoexec: {e}");
+    log_line(cli, "error", &e.to_string());
+}
+
+fn log_line(cli: &Cli, level: &str, msg: &str) {
     if let Some(path) = &cli.log {
         let line = match cli.log_format {
             LogFormat::Json => serde_json::json!({
-                "level": "error",
-                "msg": e.to_string(),
+                "level": level,
+                "msg": msg,
                 "time": container::rfc3339_now(),
             })
             .to_string(),
-            LogFormat::Text => format!("{} error: {e}", container::rfc3339_now()),
+            LogFormat::Text => format!("{} {level}: {msg}", container::rfc3339_now()),
         };
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
@@ -240,7 +248,8 @@ fn run(cli: &Cli) -> Result<u8> {
     let load = |id: &str| Container::load(root, id);
     match &cli.verb {
         Verb::Create(a) => {
-            container::create(&create_options(cli, a))?;
+            let created = container::create(&create_options(cli, a)?)?;
+            warn(cli, &created.warnings);
             Ok(0)
         }
         Verb::Start { id } => container::start(&load(id)?).map(|_| 0),
@@ -291,6 +300,7 @@ fn run(cli: &Cli) -> Result<u8> {
                 console_socket: console_socket.clone(),
                 pid_file: pid_file.clone(),
                 preserve_fds: *preserve_fds,
+                driver: DriverConfig::load(cli.config.as_deref())?,
             };
             let console = foreground_console(console_socket.is_none() && *tty && !*detach)?;
             let opts = ExecOptions {
@@ -434,8 +444,8 @@ fn run(cli: &Cli) -> Result<u8> {
     }
 }
 
-fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
-    CreateOptions {
+fn create_options(cli: &Cli, a: &CreateArgs) -> Result<CreateOptions> {
+    Ok(CreateOptions {
         root: cli.root.clone(),
         id: a.id.clone(),
         bundle: a.bundle.clone(),
@@ -444,13 +454,22 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
         no_pivot: a.no_pivot,
         systemd_cgroup: cli.systemd_cgroup,
         preserve_fds: a.preserve_fds,
+        driver: DriverConfig::load(cli.config.as_deref())?,
+    })
+}
+
+/// Warnings go where errors go: stderr, and the log.
+fn warn(cli: &Cli, warnings: &[String]) {
+    for w in warnings {
+        eprintln!("isoexec: warning: {w}");
+        log_line(cli, "warning", w);
     }
 }
 
 /// `run`: create, start, and unless detached wait (forwarding signals) and
 /// delete; the exit status is the container's.
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
-    let mut opts = create_options(cli, a);
+    let mut opts = create_options(cli, a)?;
     let console = foreground_console(a.console_socket.is_none() && !detach)?;
     if let Some((path, _)) = &console {
         opts.console_socket = Some(path.clone());
@@ -461,6 +480,7 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
         .is_ok_and(|c| c.container.state.process.terminal().unwrap_or(false));
     let tty = receive_terminal(console, terminal)?;
     let created = created?;
+    warn(cli, &created.warnings);
     let c = &created.container;
     if let Err(e) = container::start(c) {
         let _ = container::delete(c, true);

@@ -11,8 +11,10 @@ use nix::unistd::Pid;
 use super::{write_atomic, Container, State, EXEC_FIFO, STATE_FILE};
 use crate::bundle;
 use crate::cgroup::CgroupManager;
+use crate::config::DriverConfig;
 use crate::error::{Context, Error, Result};
 use crate::plan::{self, NsKind, Plan, PlanOptions};
+use crate::sys::chroot::{Created as ChrootCreated, Prepared};
 use crate::sys::{self, init, msg, rootfs::CgroupView, SyncSocket};
 
 #[derive(Debug, Clone, Default)]
@@ -26,6 +28,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub systemd_cgroup: bool,
     pub preserve_fds: i32,
+    /// The driver's options (config.toml).
+    pub driver: DriverConfig,
 }
 
 /// A container whose init waits for `start`.
@@ -33,6 +37,8 @@ pub struct Created {
     pub container: Container,
     /// The init, a child of this process (for `run`, which waits on it).
     pub init: Pid,
+    /// What the user should be told (policy adjustments, ...).
+    pub warnings: Vec<String>,
 }
 
 pub fn create(opts: &CreateOptions) -> Result<Created> {
@@ -48,6 +54,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         &PlanOptions {
             no_pivot: opts.no_pivot,
             systemd_cgroup: opts.systemd_cgroup,
+            driver: opts.driver.clone(),
+            state_root: opts.root.clone(),
         },
     )?;
     if !plan.root.path.is_dir() {
@@ -72,8 +80,23 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         dir: Some(dir.clone()),
         cgroup: None,
         child: None,
+        chroot: None,
     };
-    let init = spawn(opts, &plan, &dir, &mut undo)?;
+    let prepared = match &plan.chroot {
+        Some(chroot) => {
+            crate::debug::phase("create: chroot_env");
+            let spec_mounts: Vec<&Path> = plan
+                .mounts
+                .iter()
+                .map(|m| m.destination.as_path())
+                .collect();
+            let p = sys::chroot::prepare(chroot, &plan.root.path, &opts.root, &spec_mounts)?;
+            undo.chroot = Some((plan.root.path.clone(), p.created.clone()));
+            Some(p)
+        }
+        None => None,
+    };
+    let init = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
 
     let state = State {
         id: opts.id.clone(),
@@ -87,6 +110,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroup_path: plan.cgroup.path.clone(),
         process: spec.process().clone().unwrap_or_default(),
         seccomp: plan.process.seccomp.clone(),
+        chroot: prepared,
+        sandbox: plan.chroot.as_ref().and_then(|c| c.sandbox.clone()),
     };
     let json = serde_json::to_vec(&state).map_err(|e| Error::Init(e.to_string()))?;
     write_atomic(&dir.join(STATE_FILE), &json)?;
@@ -98,10 +123,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     Ok(Created {
         container: Container { dir, state },
         init,
+        warnings: plan.warnings,
     })
 }
 
-fn spawn(opts: &CreateOptions, plan: &Plan, dir: &Path, undo: &mut Undo) -> Result<Pid> {
+fn spawn(
+    opts: &CreateOptions,
+    plan: &Plan,
+    prepared: Option<&Prepared>,
+    dir: &Path,
+    undo: &mut Undo,
+) -> Result<Pid> {
     crate::debug::phase("create: cgroup");
     let cgroup = CgroupManager::create(
         &plan.cgroup.path,
@@ -166,6 +198,7 @@ fn spawn(opts: &CreateOptions, plan: &Plan, dir: &Path, undo: &mut Undo) -> Resu
                 dirs: &cgroup_dirs,
             },
             preserve_fds: opts.preserve_fds,
+            chroot: plan.chroot.as_ref().zip(prepared),
         });
     };
     undo.child = Some(child);
@@ -190,6 +223,8 @@ struct Undo {
     dir: Option<PathBuf>,
     cgroup: Option<CgroupManager>,
     child: Option<Pid>,
+    /// (root, what the chroot assembly created in it)
+    chroot: Option<(PathBuf, Vec<ChrootCreated>)>,
 }
 
 impl Undo {
@@ -197,6 +232,7 @@ impl Undo {
         self.dir = None;
         self.cgroup = None;
         self.child = None;
+        self.chroot = None;
     }
 }
 
@@ -208,6 +244,9 @@ impl Drop for Undo {
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.destroy();
+        }
+        if let Some((root, created)) = self.chroot.take() {
+            sys::chroot::cleanup(&root, &created);
         }
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);

@@ -21,7 +21,30 @@ pub fn delete(c: &Container, force: bool) -> Result<()> {
     crate::debug::phase("delete: cgroup");
     c.cgroup().destroy()?;
     crate::debug::phase("delete: state");
-    std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))
+    if let Some(p) = &c.state.chroot {
+        crate::sys::chroot::cleanup(&c.state.rootfs, &p.created);
+    }
+    std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))?;
+    if let Some(sandbox) = &c.state.sandbox {
+        remove_sandbox_if_unused(c, sandbox);
+    }
+    Ok(())
+}
+
+/// The last task of a sandbox takes its shared directory with it.
+fn remove_sandbox_if_unused(c: &Container, sandbox: &str) {
+    let Some(root) = c.dir.parent() else { return };
+    let in_use = super::list(root)
+        .unwrap_or_default()
+        .iter()
+        .any(|(_, other)| {
+            other
+                .as_ref()
+                .is_some_and(|o| o.state.sandbox.as_deref() == Some(sandbox))
+        });
+    if !in_use {
+        let _ = std::fs::remove_dir_all(crate::driver::sandbox_dir(root, sandbox));
+    }
 }
 
 fn kill_init(c: &Container) -> Result<()> {

@@ -32,6 +32,8 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
+    /// The driver's policy applies to exec'd processes too.
+    pub driver: crate::config::DriverConfig,
 }
 
 /// A process started in a container; a child of this process.
@@ -151,6 +153,7 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
 fn process_for(c: &Container, opts: &ExecOptions) -> Result<plan::ProcessPlan> {
     let mut p = requested_process(c, opts)?;
     p.seccomp = c.state.seccomp.clone();
+    crate::driver::apply_policy(&mut p, &opts.driver)?;
     Ok(p)
 }
 

@@ -48,6 +48,12 @@ pub struct State {
     /// The container's seccomp filter, applied to exec'd processes too.
     #[serde(default)]
     pub seccomp: Option<crate::seccomp::SeccompPlan>,
+    /// What the exec driver's root assembly created, removed on delete.
+    #[serde(default)]
+    pub chroot: Option<crate::sys::chroot::Prepared>,
+    /// The sandbox (allocation) the task belongs to.
+    #[serde(default)]
+    pub sandbox: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,10 +215,10 @@ pub fn list(root: &Path) -> Result<Vec<(String, Option<Container>)>> {
     };
     let mut out = Vec::new();
     for e in entries.flatten() {
-        if !e.path().is_dir() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if !e.path().is_dir() || id.starts_with('.') {
             continue;
         }
-        let id = e.file_name().to_string_lossy().into_owned();
         let c = Container::load(root, &id).ok();
         out.push((id, c));
     }

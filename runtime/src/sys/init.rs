@@ -12,9 +12,11 @@ use nix::sys::stat::Mode;
 use super::process::{self, Exec};
 use super::rootfs::{self, CgroupView};
 use super::{msg, SyncSocket};
+use crate::driver::ChrootPlan;
 use crate::error::{Context, Error, Result};
 use crate::plan::{NsKind, Plan, ProcessPlan};
 use crate::sys;
+use crate::sys::chroot::Prepared;
 
 /// What the init child needs besides its plan.
 pub struct InitArgs<'a> {
@@ -27,6 +29,8 @@ pub struct InitArgs<'a> {
     pub cgroups: CgroupView<'a>,
     /// Descriptors 3..3+N passed through to the container (`--preserve-fds`).
     pub preserve_fds: i32,
+    /// The exec driver's root assembly, prepared on the host.
+    pub chroot: Option<(&'a ChrootPlan, &'a Prepared)>,
 }
 
 /// Body of the container's init. Never returns.
@@ -111,7 +115,18 @@ fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
     }
 
     crate::debug::phase("init: mounts");
-    rootfs::prepare(plan, &args.cgroups)?;
+    rootfs::bind_root(plan)?;
+    if let Some((chroot, prepared)) = args.chroot {
+        crate::debug::phase("init: chroot_env");
+        sys::chroot::mount_all(
+            chroot,
+            prepared,
+            &plan.root.path,
+            plan.process.uid,
+            plan.process.gid,
+        )?;
+    }
+    rootfs::mount_spec(plan, &args.cgroups)?;
     crate::debug::phase("init: pivot_root");
     rootfs::enter_root(plan)?;
     if plan.process.terminal {

@@ -24,9 +24,9 @@ pub struct CgroupView<'a> {
     pub dirs: &'a [(String, PathBuf)],
 }
 
-/// Everything before the root changes: propagation, the spec's mounts,
-/// devices. Runs in the container's new mount namespace.
-pub fn prepare(plan: &Plan, cgroups: &CgroupView) -> Result<()> {
+/// Cuts propagation to the host and makes the root a mount point (as
+/// pivot_root needs). First step in the container's new mount namespace.
+pub fn bind_root(plan: &Plan) -> Result<()> {
     let root = &plan.root.path;
     // Nothing mounted from here on may propagate back to the host.
     let prop = match plan.root.propagation {
@@ -42,8 +42,12 @@ pub fn prepare(plan: &Plan, cgroups: &CgroupView) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         NONE,
     )
-    .ctx(|| format!("bind-mounting root {}", root.display()))?;
+    .ctx(|| format!("bind-mounting root {}", root.display()))
+}
 
+/// The spec's mounts, then the devices in /dev.
+pub fn mount_spec(plan: &Plan, cgroups: &CgroupView) -> Result<()> {
+    let root = &plan.root.path;
     for m in &plan.mounts {
         mount_one(root, m, cgroups).map_err(|e| match e {
             Error::Sys { context, source } => Error::Sys {

@@ -124,6 +124,8 @@ impl Bundle {
         let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         let mut config: Value = serde_json::from_str(&text).unwrap();
         config["process"]["args"] = serde_json::json!(args);
+        // These bundles carry their own root: image semantics, no chroot_env.
+        config["annotations"] = serde_json::json!({"io.isoexec.chroot_env": "none"});
         patch(&mut config);
         let b = Bundle { dir, config };
         b.save();

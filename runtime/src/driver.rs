@@ -1,0 +1,266 @@
+//! The exec driver's model on top of an OCI plan: the chroot assembled from
+//! host directories, the task directory layout, the capability and user
+//! policy, per-task pid/ipc modes, and the NOMAD_* environment. Pure: it
+//! decides; `sys::chroot` carries it out.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::config::{
+    cap_name, parse_cap, ChrootMode, DriverConfig, NsMode, CONTAINERD_DEFAULT_CAPS,
+};
+use crate::error::{Error, Result};
+use crate::plan::{NamespacePlan, NsKind, ProcessPlan};
+
+/// Per-task annotations.
+pub const ANN_CHROOT_ENV: &str = "io.isoexec.chroot_env";
+pub const ANN_CHROOT_MODE: &str = "io.isoexec.chroot_mode";
+pub const ANN_PID_MODE: &str = "io.isoexec.pid_mode";
+pub const ANN_IPC_MODE: &str = "io.isoexec.ipc_mode";
+pub const ANN_SANDBOX: &str = "io.isoexec.sandbox";
+pub const ANN_CRI_SANDBOX: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The task directory's layout, as the exec driver makes it.
+pub const TASK_LOCAL: &str = "/local";
+pub const TASK_SECRETS: &str = "/secrets";
+pub const TASK_TMP: &str = "/tmp";
+pub const TASK_ALLOC: &str = "/alloc";
+
+/// How a task's root is assembled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChrootPlan {
+    pub mode: ChrootMode,
+    /// (host path, task path), parents first. Host paths that do not
+    /// exist are skipped when the root is assembled.
+    pub entries: Vec<(PathBuf, PathBuf)>,
+    /// The sandbox (allocation) the task belongs to.
+    pub sandbox: Option<String>,
+    /// Host directory mounted at /alloc: shared by the sandbox's tasks.
+    pub alloc_host: PathBuf,
+    /// Where overlay mode keeps the task's upper layers.
+    pub overlay_dir: PathBuf,
+}
+
+/// Host directory of a sandbox's shared files, below the state root.
+pub fn sandbox_dir(state_root: &Path, sandbox: &str) -> PathBuf {
+    state_root.join(".sandboxes").join(sandbox)
+}
+
+/// The sandbox a task belongs to: isoexec's annotation, else the CRI's.
+pub fn sandbox_of(annotations: &BTreeMap<String, String>) -> Result<Option<String>> {
+    let Some((key, v)) = [ANN_SANDBOX, ANN_CRI_SANDBOX]
+        .iter()
+        .find_map(|k| annotations.get(*k).map(|v| (*k, v)))
+    else {
+        return Ok(None);
+    };
+    crate::plan::validate_id(v).map_err(|_| {
+        Error::invalid(
+            format!("annotations[{key:?}]"),
+            format!("{v:?} is not a valid sandbox id (letters, digits, '_', '+', '-', '.')"),
+        )
+    })?;
+    Ok(Some(v.clone()))
+}
+
+/// The chroot plan for task `id`, or `None` when the task asked for plain
+/// image semantics (`io.isoexec.chroot_env = "none"`).
+pub fn chroot_plan(
+    id: &str,
+    annotations: &BTreeMap<String, String>,
+    driver: &DriverConfig,
+    state_root: &Path,
+) -> Result<Option<ChrootPlan>> {
+    match annotations.get(ANN_CHROOT_ENV).map(String::as_str) {
+        None | Some("") | Some("default") => {}
+        Some("none") => return Ok(None),
+        Some(other) => {
+            return Err(Error::invalid(
+                format!("annotations[{ANN_CHROOT_ENV:?}]"),
+                format!("{other:?}: use \"none\" (image semantics) or leave it out"),
+            ))
+        }
+    }
+    let mode = match annotations.get(ANN_CHROOT_MODE) {
+        None => driver.chroot_mode,
+        Some(m) => ChrootMode::parse(&format!("annotations[{ANN_CHROOT_MODE:?}]"), m)
+            .map_err(|e| Error::invalid("annotations", e))?,
+    };
+    let sandbox = sandbox_of(annotations)?;
+    let alloc_host = match &sandbox {
+        Some(s) => sandbox_dir(state_root, s).join("alloc"),
+        None => state_root.join(id).join("alloc"),
+    };
+    Ok(Some(ChrootPlan {
+        mode,
+        entries: driver.chroot_env.clone(),
+        sandbox,
+        alloc_host,
+        overlay_dir: state_root.join(id).join("overlay"),
+    }))
+}
+
+/// Applies `io.isoexec.pid_mode` / `io.isoexec.ipc_mode`: `host` shares the
+/// host's namespace, `private` gives the task its own.
+pub fn apply_ns_modes(
+    ns: &mut NamespacePlan,
+    annotations: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (key, kind) in [(ANN_PID_MODE, NsKind::Pid), (ANN_IPC_MODE, NsKind::Ipc)] {
+        let Some(v) = annotations.get(key) else {
+            continue;
+        };
+        let mode = NsMode::parse(&format!("annotations[{key:?}]"), v)
+            .map_err(|e| Error::invalid("annotations", e))?;
+        ns.new.retain(|k| *k != kind);
+        ns.join.retain(|(k, _)| *k != kind);
+        if mode == NsMode::Private {
+            ns.new.push(kind);
+            ns.new.sort();
+        }
+    }
+    Ok(())
+}
+
+/// Checks a process against the driver's policy, before anything starts:
+/// capabilities outside `allow_caps` are dropped when containerd asks for
+/// them by default, refused otherwise; a denied uid or gid is refused.
+/// Returns the warnings to log.
+pub fn apply_policy(p: &mut ProcessPlan, driver: &DriverConfig) -> Result<Vec<String>> {
+    for (what, id, denied) in std::iter::once(("uid", p.uid, &driver.denied_host_uids))
+        .chain(std::iter::once(("gid", p.gid, &driver.denied_host_gids)))
+        .chain(
+            p.additional_gids
+                .iter()
+                .map(|g| ("gid", *g, &driver.denied_host_gids)),
+        )
+    {
+        if denied.contains(id) {
+            return Err(Error::Policy(format!(
+                "running as {what} {id} is disallowed"
+            )));
+        }
+    }
+    let c = &mut p.capabilities;
+    let mut asked: Vec<caps::Capability> = [
+        &c.bounding,
+        &c.effective,
+        &c.inheritable,
+        &c.permitted,
+        &c.ambient,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+    .collect();
+    asked.sort_by_key(|c| c.index());
+    asked.dedup();
+    let defaults: Vec<caps::Capability> = CONTAINERD_DEFAULT_CAPS
+        .iter()
+        .filter_map(|n| parse_cap(n))
+        .collect();
+    let (dropped, refused): (Vec<_>, Vec<_>) = asked
+        .into_iter()
+        .filter(|cap| !driver.allow_caps.allows(*cap))
+        .partition(|cap| defaults.contains(cap));
+    if !refused.is_empty() {
+        let names: Vec<String> = refused.iter().map(|c| cap_name(*c)).collect();
+        return Err(Error::Policy(format!(
+            "driver does not allow the following capabilities: {}",
+            names.join(", ")
+        )));
+    }
+    let mut warnings = Vec::new();
+    if !dropped.is_empty() {
+        for set in [
+            &mut c.bounding,
+            &mut c.effective,
+            &mut c.inheritable,
+            &mut c.permitted,
+            &mut c.ambient,
+        ] {
+            set.retain(|cap| !dropped.contains(cap));
+        }
+        let names: Vec<String> = dropped.iter().map(|c| cap_name(*c)).collect();
+        warnings.push(format!(
+            "dropping capabilities not in allow_caps: {}",
+            names.join(", ")
+        ));
+    }
+    Ok(warnings)
+}
+
+/// The exec driver's task environment, added where the task does not set
+/// the variable itself.
+pub fn add_task_env(p: &mut ProcessPlan, resources: Option<&LinuxResources>) {
+    let mut vars: Vec<(&str, String)> = vec![
+        ("NOMAD_TASK_DIR", TASK_LOCAL.into()),
+        ("NOMAD_ALLOC_DIR", TASK_ALLOC.into()),
+        ("NOMAD_SECRETS_DIR", TASK_SECRETS.into()),
+    ];
+    if let Some(r) = resources {
+        if let Some(cpu) = r.cpu() {
+            // The exec driver gives a task cpu.shares = its MHz.
+            if let Some(s) = cpu.shares().filter(|s| *s > 0) {
+                vars.push(("NOMAD_CPU_LIMIT", s.to_string()));
+            }
+            if let Some(list) = cpu.cpus().as_deref().filter(|s| !s.is_empty()) {
+                if let Ok(cpus) = crate::plan::parse_cpu_list(list) {
+                    vars.push(("NOMAD_CPU_CORES", cpu_ranges(&cpus)));
+                }
+            }
+        }
+        if let Some(m) = r.memory() {
+            let mib = |b: i64| (b / (1 << 20)).to_string();
+            let limit = m.limit().filter(|l| *l > 0);
+            let reservation = m.reservation().filter(|r| *r > 0);
+            // memory (MB) is the soft limit when memory_max is set, the hard
+            // limit otherwise.
+            match (reservation, limit) {
+                (Some(r), Some(l)) if l > r => {
+                    vars.push(("NOMAD_MEMORY_LIMIT", mib(r)));
+                    vars.push(("NOMAD_MEMORY_MAX_LIMIT", mib(l)));
+                }
+                (_, Some(l)) => vars.push(("NOMAD_MEMORY_LIMIT", mib(l))),
+                (Some(r), None) => vars.push(("NOMAD_MEMORY_LIMIT", mib(r))),
+                (None, None) => {}
+            }
+        }
+    }
+    for (k, v) in vars {
+        let set = p.env.iter().any(|e| e.split('=').next() == Some(k));
+        if !set {
+            p.env.push(format!("{k}={v}"));
+        }
+    }
+}
+
+/// A cpu list in its short form: `[0, 2, 3]` → `0,2-3`.
+pub fn cpu_ranges(cpus: &[u32]) -> String {
+    let mut v = cpus.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            i += 1;
+            end = v[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

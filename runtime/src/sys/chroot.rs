@@ -1,0 +1,414 @@
+//! Carries out a [`ChrootPlan`]: the task directory's layout and the
+//! chroot_env directories, in three modes.
+//!
+//! `prepare` runs in the runtime before the fork and only creates what must
+//! exist on the host (mount points, the layout, link-mode copies, overlay
+//! layers), recording it for `cleanup`. `mount` runs in the task's own mount
+//! namespace before pivot_root: its mounts die with the namespace.
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use serde::{Deserialize, Serialize};
+
+use super::resolve_in_root;
+use crate::config::ChrootMode;
+use crate::driver::{ChrootPlan, TASK_ALLOC, TASK_LOCAL, TASK_SECRETS, TASK_TMP};
+use crate::error::{Context, Error, Result};
+
+const NONE: Option<&str> = None;
+
+/// Something `prepare` created inside the task's root, removed on delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    pub path: PathBuf,
+    /// True for a tree isoexec filled (link copies, the task's scratch
+    /// directories): removed with its content. False for a mount point:
+    /// removed only if empty.
+    pub tree: bool,
+}
+
+/// A chroot_env entry whose host path exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its index in the plan (names its overlay layer).
+    pub index: usize,
+    pub host: PathBuf,
+    /// Where it goes: the task path resolved inside the root.
+    pub target: PathBuf,
+}
+
+/// What `prepare` made; kept in the container's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepared {
+    pub created: Vec<Created>,
+    pub entries: Vec<Entry>,
+}
+
+/// Directories that must never be copied into a task (link mode walks the
+/// host): the task's own root and the runtime's state.
+pub struct Skip<'a> {
+    pub paths: &'a [&'a Path],
+}
+
+/// Creates, in `root` on the host, what the task's mounts stand on:
+/// the layout, the chroot_env targets, and the top-level mount points of
+/// the spec's mounts (`spec_mounts`), so that delete leaves the root as it
+/// found it.
+pub fn prepare(
+    plan: &ChrootPlan,
+    root: &Path,
+    state_root: &Path,
+    spec_mounts: &[&Path],
+) -> Result<Prepared> {
+    let mut p = Prepared::default();
+    let r = prepare_into(plan, root, state_root, &mut p).and_then(|_| {
+        for m in spec_mounts {
+            let Some(top) = m.components().nth(1) else {
+                continue;
+            };
+            let top = Path::new("/").join(top);
+            let target = resolve_in_root(root, &top).ctx(|| top.display().to_string())?;
+            if !target.exists() {
+                mkdir_recording(&target, root, false, &mut p)?;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        cleanup(root, &p.created);
+        return Err(e);
+    }
+    Ok(p)
+}
+
+fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepared) -> Result<()> {
+    for dir in [TASK_LOCAL, TASK_SECRETS, TASK_ALLOC, TASK_TMP] {
+        let target = resolve_in_root(root, Path::new(dir)).ctx(|| dir.to_string())?;
+        mkdir_recording(&target, root, dir != TASK_SECRETS && dir != TASK_ALLOC, p)?;
+        if dir == TASK_TMP {
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o1777))
+                .ctx(|| format!("chmod 1777 {}", target.display()))?;
+        }
+    }
+    fs::create_dir_all(&plan.alloc_host)
+        .ctx(|| format!("creating {}", plan.alloc_host.display()))?;
+
+    let root_canon = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let skip = [root_canon.as_path(), state_root];
+    for (i, (host, task)) in plan.entries.iter().enumerate() {
+        let meta = match fs::metadata(host) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::sys(format!("chroot_env {}", host.display()), e)),
+        };
+        let target = resolve_in_root(root, task).ctx(|| task.display().to_string())?;
+        match plan.mode {
+            ChrootMode::Bind | ChrootMode::Overlay => {
+                if meta.is_dir() {
+                    mkdir_recording(&target, root, false, p)?;
+                } else {
+                    file_recording(&target, root, p)?;
+                }
+                if plan.mode == ChrootMode::Overlay {
+                    if !meta.is_dir() {
+                        return Err(Error::InvalidArgument(format!(
+                            "chroot_env {}: overlay mode needs a directory",
+                            host.display()
+                        )));
+                    }
+                    let layer = plan.overlay_dir.join(i.to_string());
+                    fs::create_dir_all(layer.join("upper")).ctx(|| layer.display().to_string())?;
+                    fs::create_dir_all(layer.join("work")).ctx(|| layer.display().to_string())?;
+                }
+            }
+            ChrootMode::Link => {
+                let existed = fs::symlink_metadata(&target).is_ok();
+                if let Some(parent) = target.parent() {
+                    mkdir_recording(parent, root, false, p)?;
+                }
+                link_tree(host, &target, &Skip { paths: &skip })?;
+                if !existed {
+                    p.created.push(Created {
+                        path: target.clone(),
+                        tree: true,
+                    });
+                }
+            }
+        }
+        p.entries.push(Entry {
+            index: i,
+            host: host.clone(),
+            target,
+        });
+    }
+    Ok(())
+}
+
+/// mkdir -p, recording each directory it made (outermost first).
+fn mkdir_recording(path: &Path, root: &Path, tree: bool, p: &mut Prepared) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = path;
+    while !cur.exists() && cur.starts_with(root) && cur != root {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(parent) => cur = parent,
+            None => break,
+        }
+    }
+    for dir in missing.iter().rev() {
+        fs::create_dir(dir).ctx(|| format!("mkdir {}", dir.display()))?;
+        p.created.push(Created {
+            path: dir.clone(),
+            tree: tree && dir == path,
+        });
+    }
+    Ok(())
+}
+
+fn file_recording(path: &Path, root: &Path, p: &mut Prepared) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        mkdir_recording(parent, root, false, p)?;
+    }
+    if fs::symlink_metadata(path).is_err() {
+        fs::File::create(path).ctx(|| format!("create {}", path.display()))?;
+        p.created.push(Created {
+            path: path.to_path_buf(),
+            tree: false,
+        });
+    }
+    Ok(())
+}
+
+/// The exec driver's copy: hardlink every file (copy across filesystems),
+/// recreate symlinks, skip devices, sockets and fifos, and never descend
+/// into the task's root or the runtime's state.
+pub fn link_tree(src: &Path, dst: &Path, skip: &Skip) -> Result<()> {
+    let meta = fs::symlink_metadata(src).ctx(|| format!("reading {}", src.display()))?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = fs::read_link(src).ctx(|| format!("readlink {}", src.display()))?;
+        match symlink(&target, dst) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::sys(format!("symlink {}", dst.display()), e))
+            }
+            _ => {}
+        }
+    } else if ft.is_dir() {
+        if skip.paths.contains(&src) {
+            return Ok(());
+        }
+        match fs::create_dir(dst) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::sys(format!("mkdir {}", dst.display()), e))
+            }
+            _ => {}
+        }
+        fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .ctx(|| format!("chmod {}", dst.display()))?;
+        let _ = std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()));
+        let entries = fs::read_dir(src).ctx(|| format!("reading {}", src.display()))?;
+        for e in entries {
+            let e = e.ctx(|| format!("reading {}", src.display()))?;
+            link_tree(&e.path(), &dst.join(e.file_name()), skip)?;
+        }
+    } else if ft.is_file() {
+        match fs::hard_link(src, dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // Another filesystem, or a file hardlinks may not reach: copy.
+            Err(_) => {
+                fs::copy(src, dst).ctx(|| format!("copying {}", src.display()))?;
+                let _ = std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()));
+            }
+        }
+    }
+    // Devices, sockets and fifos are not part of a task's root.
+    Ok(())
+}
+
+/// Mounts the chroot_env and the layout inside the task's mount namespace,
+/// before the spec's own mounts. `uid`/`gid` own the task's writable
+/// directories.
+pub fn mount_all(
+    plan: &ChrootPlan,
+    prepared: &Prepared,
+    root: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    for Entry {
+        index,
+        host,
+        target,
+    } in &prepared.entries
+    {
+        let what = || format!("chroot_env {} at {}", host.display(), target.display());
+        match plan.mode {
+            ChrootMode::Bind => {
+                mount(
+                    Some(host),
+                    target,
+                    NONE,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    NONE,
+                )
+                .ctx(what)?;
+                readonly_recursive(target).ctx(what)?;
+            }
+            ChrootMode::Overlay => {
+                let layer = plan.overlay_dir.join(index.to_string());
+                for p in [host.as_path(), &layer] {
+                    let s = p.to_string_lossy();
+                    if s.contains(',') || s.contains(':') {
+                        return Err(Error::InvalidArgument(format!(
+                            "overlay mode cannot use {s:?}: ',' and ':' are separators in overlay options"
+                        )));
+                    }
+                }
+                let data = format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    host.display(),
+                    layer.join("upper").display(),
+                    layer.join("work").display()
+                );
+                mount(
+                    Some("overlay"),
+                    target,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(data.as_str()),
+                )
+                .ctx(what)?;
+            }
+            ChrootMode::Link => {
+                // A symlink (merged /usr's /bin -> usr/bin) was recreated as
+                // one; what it points to is an entry of its own.
+                if fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
+                    continue;
+                }
+                // The copies share inodes with the host's files: read-only,
+                // so the task cannot change a host file through them.
+                mount(
+                    Some(target),
+                    target,
+                    NONE,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    NONE,
+                )
+                .ctx(what)?;
+                readonly_recursive(target).ctx(what)?;
+            }
+        }
+    }
+
+    let at = |p: &str| resolve_in_root(root, Path::new(p)).ctx(|| p.to_string());
+    // Scratch directories stay writable even when the root is read-only.
+    for dir in [TASK_LOCAL, TASK_TMP] {
+        let d = at(dir)?;
+        mount(Some(&d), &d, NONE, MsFlags::MS_BIND, NONE).ctx(|| format!("bind {dir}"))?;
+    }
+    let alloc = at(TASK_ALLOC)?;
+    mount(Some(&plan.alloc_host), &alloc, NONE, MsFlags::MS_BIND, NONE)
+        .ctx(|| format!("bind {} at /alloc", plan.alloc_host.display()))?;
+    let secrets = at(TASK_SECRETS)?;
+    mount(
+        Some("tmpfs"),
+        &secrets,
+        Some("tmpfs"),
+        MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700,size=1m"),
+    )
+    .ctx(|| "tmpfs at /secrets".into())?;
+    if uid != 0 || gid != 0 {
+        for d in [at(TASK_LOCAL)?, secrets, alloc] {
+            nix::unistd::chown(&d, Some(uid.into()), Some(gid.into()))
+                .ctx(|| format!("chown {}", d.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a mount and everything below it read-only (mount_setattr, Linux
+/// 5.12+; a plain remount of the top mount before that).
+pub fn readonly_recursive(path: &Path) -> std::io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr with a live path and attribute struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(e);
+    }
+    mount(
+        NONE,
+        path,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        NONE,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Removes what `prepare` created, innermost first. Paths that no longer
+/// lead inside `root` (a task may have replaced a directory with a symlink)
+/// are left alone.
+pub fn cleanup(root: &Path, created: &[Created]) {
+    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    for c in created.iter().rev() {
+        let inside = c
+            .path
+            .parent()
+            .and_then(|p| fs::canonicalize(p).ok())
+            .is_some_and(|p| p.starts_with(&root));
+        if !inside {
+            continue;
+        }
+        let Ok(meta) = fs::symlink_metadata(&c.path) else {
+            continue;
+        };
+        let _ = if meta.is_dir() {
+            if c.tree {
+                fs::remove_dir_all(&c.path)
+            } else {
+                fs::remove_dir(&c.path)
+            }
+        } else {
+            // A mount point file is empty; a link-mode symlink is ours.
+            if c.tree || meta.len() == 0 {
+                fs::remove_file(&c.path)
+            } else {
+                Ok(())
+            }
+        };
+    }
+}
