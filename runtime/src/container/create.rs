@@ -108,7 +108,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         owner: "root".into(),
         annotations: plan.annotations.clone(),
         cgroup_path: plan.cgroup.path.clone(),
-        process: spec.process().clone().unwrap_or_default(),
+        // As planned: exec'd processes get the driver's environment too.
+        process: {
+            let mut p = spec.process().clone().unwrap_or_default();
+            p.set_env(Some(plan.process.env.clone()));
+            p
+        },
         seccomp: plan.process.seccomp.clone(),
         chroot: prepared,
         sandbox: plan.chroot.as_ref().and_then(|c| c.sandbox.clone()),

@@ -132,6 +132,40 @@ impl Bundle {
         b
     }
 
+    /// An empty root directory and `isoexec spec`'s template running
+    /// `args`: the exec driver's model, host binaries and no image.
+    pub fn empty(args: &[&str], patch: impl FnOnce(&mut Value)) -> Self {
+        let dir = TempDir::new("isoexec-task");
+        std::fs::create_dir_all(dir.path().join("rootfs")).unwrap();
+        let out = Command::new(binary("isoexec"))
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "isoexec spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        let mut config: Value = serde_json::from_str(&text).unwrap();
+        config["process"]["args"] = serde_json::json!(args);
+        patch(&mut config);
+        let b = Bundle { dir, config };
+        b.save();
+        b
+    }
+
+    /// The entries of the root directory, sorted.
+    pub fn root_entries(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.rootfs())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn save(&self) {
         std::fs::write(
             self.dir.path().join("config.json"),
@@ -153,6 +187,8 @@ impl Bundle {
 /// container left in it when dropped.
 pub struct Isoexec {
     pub root: TempDir,
+    /// A driver config file passed with --config to every command.
+    pub config: Option<PathBuf>,
 }
 
 impl Default for Isoexec {
@@ -166,12 +202,25 @@ impl Isoexec {
         require_root();
         Isoexec {
             root: TempDir::new("isoexec-state"),
+            config: None,
         }
+    }
+
+    /// With a driver config file of this text.
+    pub fn with_config(toml: &str) -> Self {
+        let mut iso = Self::new();
+        let path = iso.root.path().join(".config.toml");
+        std::fs::write(&path, toml).unwrap();
+        iso.config = Some(path);
+        iso
     }
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(binary("isoexec"));
         c.arg("--root").arg(self.root.path());
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
         c.stdin(Stdio::null());
         c
     }

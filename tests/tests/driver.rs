@@ -1,0 +1,384 @@
+//! The exec driver's model through `isoexec`: tasks in empty roots running
+//! host binaries, the chroot_env modes, the task directory, the policy and
+//! the driver's config file, checked as a user of Nomad's exec driver would.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn sh(script: &str) -> Vec<&str> {
+    vec!["sh", "-c", script]
+}
+
+fn run(iso: &Isoexec, b: &Bundle) -> (String, String, i32) {
+    let id = unique("task");
+    let out = iso.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    (stdout(&out), stderr(&out), out.status.code().unwrap_or(-1))
+}
+
+/// A host directory for chroot_env tests: a file, a subdirectory, a
+/// symlink and a fifo.
+fn host_tree() -> TempDir {
+    let d = TempDir::new("isoexec-hostdir");
+    std::fs::write(d.path().join("file"), "host content\n").unwrap();
+    std::fs::create_dir(d.path().join("sub")).unwrap();
+    std::fs::write(d.path().join("sub/inner"), "inner\n").unwrap();
+    std::os::unix::fs::symlink("sub/inner", d.path().join("link")).unwrap();
+    let fifo = std::ffi::CString::new(d.path().join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    d
+}
+
+#[test]
+fn empty_root_runs_host_binaries() {
+    let iso = Isoexec::new();
+    let b = Bundle::empty(
+        &sh(
+            "echo pid=$$; /usr/bin/env | grep -c NOMAD_; ls /usr/bin/env; \
+             if [ -x /usr/bin/python3 ]; then python3 -c 'print(6*7)'; else echo 42; fi",
+        ),
+        |_| {},
+    );
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "pid=1\n3\n/usr/bin/env\n42\n");
+    // The root is left as it was: empty.
+    assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
+}
+
+#[test]
+fn bind_mode_cannot_change_host_files() {
+    let iso = Isoexec::new();
+    let before = std::fs::read("/etc/hostname").unwrap();
+    let b = Bundle::empty(
+        &sh("echo x >> /etc/hostname; touch /usr/bin/isoexec-was-here; \
+             mount | grep ' /usr ' | grep -c '(ro,'"),
+        |c| c["root"]["readonly"] = json!(false),
+    );
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\n");
+    assert_eq!(err.matches("Read-only file system").count(), 2, "{err}");
+    assert_eq!(std::fs::read("/etc/hostname").unwrap(), before);
+    assert!(!std::path::Path::new("/usr/bin/isoexec-was-here").exists());
+}
+
+#[test]
+fn task_directory_layout() {
+    let iso = Isoexec::new();
+    let b = Bundle::empty(
+        &sh("stat -c '%n %a' /tmp /local /alloc /secrets; \
+             mount | grep ' /secrets ' | grep -o 'tmpfs.*noexec' | cut -c1-5; \
+             touch /local/a /tmp/b /alloc/c /secrets/d && echo writable; \
+             cp /bin/true /secrets/t && /secrets/t || echo secrets-noexec; \
+             env | grep -E '^NOMAD_(TASK|ALLOC|SECRETS)_DIR' | sort"),
+        |_| {},
+    );
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "/tmp 1777\n/local 755\n/alloc 755\n/secrets 700\ntmpfs\nwritable\nsecrets-noexec\n\
+         NOMAD_ALLOC_DIR=/alloc\nNOMAD_SECRETS_DIR=/secrets\nNOMAD_TASK_DIR=/local\n"
+    );
+    assert!(err.contains("Permission denied"), "{err}");
+}
+
+#[test]
+fn task_user_owns_its_writable_directories() {
+    let iso = Isoexec::new();
+    let b = Bundle::empty(
+        &sh("id -u; touch /local/a /alloc/b /secrets/c /tmp/d && echo ok; touch /usr/x 2>/dev/null || echo ro"),
+        |c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}),
+    );
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1000\nok\nro\n");
+}
+
+#[test]
+fn overlay_mode_changes_stay_in_the_task() {
+    let host = host_tree();
+    let cfg = format!(
+        "chroot_mode = \"overlay\"\n[chroot_env]\n\"/usr\" = \"/usr\"\n\"/bin\" = \"/bin\"\n\
+         \"/lib\" = \"/lib\"\n\"/lib64\" = \"/lib64\"\n\"{}\" = \"/data\"\n",
+        host.path().display()
+    );
+    let iso = Isoexec::with_config(&cfg);
+    let b = Bundle::empty(
+        &sh("echo task content > /data/file; cat /data/file; rm /data/sub/inner; ls /data/sub | wc -l; \
+             touch /usr/overlay-new && echo usr-writable"),
+        |_| {},
+    );
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "task content\n0\nusr-writable\n");
+    // The host saw none of it.
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("file")).unwrap(),
+        "host content\n"
+    );
+    assert!(host.path().join("sub/inner").exists());
+    assert!(!std::path::Path::new("/usr/overlay-new").exists());
+    // The upper layers went with the state.
+    assert_eq!(
+        std::fs::read_dir(iso.root.path())
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count(),
+        0
+    );
+    assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
+}
+
+#[test]
+fn link_mode_copies_like_the_driver() {
+    let host = host_tree();
+    let bb = TempDir::new("isoexec-bb");
+    busybox_rootfs(bb.path());
+    let cfg = format!(
+        "chroot_mode = \"link\"\n[chroot_env]\n\"{}\" = \"/bin\"\n\"{}\" = \"/data\"\n",
+        bb.path().join("bin").display(),
+        host.path().display()
+    );
+    let iso = Isoexec::with_config(&cfg);
+    let b = Bundle::empty(
+        &sh("cat /data/file /data/link; ls /data | tr '\\n' ' '; echo; \
+             readlink /data/link; echo changed > /data/file || echo refused"),
+        |c| c["root"]["readonly"] = json!(false),
+    );
+    let id = unique("link");
+    iso.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    // Hardlinked, not copied: the same inode as the host's file.
+    let ino =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    assert_eq!(
+        ino(&b.rootfs().join("data/file")),
+        ino(&host.path().join("file"))
+    );
+    iso.ok(&["start", &id]);
+    assert!(eventually(5, || iso.status(&id) == "stopped"));
+    iso.ok(&["delete", &id]);
+    // create/start/delete sent the task's output to this test's files; run again to read it.
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    // The fifo is skipped; the symlink is recreated.
+    assert_eq!(
+        out,
+        "host content\ninner\nfile link sub \nsub/inner\nrefused\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("file")).unwrap(),
+        "host content\n"
+    );
+    assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
+}
+
+#[test]
+fn sandbox_tasks_share_alloc() {
+    let iso = Isoexec::new();
+    let ann = json!({"io.isoexec.sandbox": "alloc-1"});
+    let writer = Bundle::empty(&sh("echo from-writer > /alloc/msg; sleep 1000"), |c| {
+        c["annotations"] = ann.clone()
+    });
+    let w = unique("writer");
+    iso.start_detached(&writer, &w);
+    let reader = Bundle::empty(&sh("cat /alloc/msg"), |c| c["annotations"] = ann.clone());
+    let mut out = String::new();
+    assert!(
+        eventually(5, || {
+            out = run(&iso, &reader).0;
+            out == "from-writer\n"
+        }),
+        "{out:?}"
+    );
+    // A task of another sandbox does not see it.
+    let other = Bundle::empty(&sh("ls /alloc | wc -l"), |c| {
+        c["annotations"] = json!({"io.kubernetes.cri.sandbox-id": "alloc-2"})
+    });
+    assert_eq!(run(&iso, &other).0, "0\n");
+    let shared = iso.root.path().join(".sandboxes/alloc-1/alloc/msg");
+    assert!(shared.exists());
+    iso.ok(&["delete", "--force", &w]);
+    // The last task of the sandbox took its directory with it.
+    assert!(!iso.root.path().join(".sandboxes/alloc-1").exists());
+    assert!(!iso.root.path().join(".sandboxes/alloc-2").exists());
+}
+
+#[test]
+fn denied_uid_and_gid_are_refused_before_anything_starts() {
+    let iso = Isoexec::with_config("denied_host_uids = \"0,10-15\"\ndenied_host_gids = \"2,4-8\"");
+    let b = Bundle::empty(&["true"], |_| {});
+    let id = unique("denied");
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(e.contains("running as uid 0 is disallowed"), "{e}");
+    let b2 = Bundle::empty(&["true"], |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 5})
+    });
+    let e = iso.fails(&["create", "--bundle", b2.path().to_str().unwrap(), &id]);
+    assert!(e.contains("running as gid 5 is disallowed"), "{e}");
+    // Nothing left: no state, no cgroup, the root untouched.
+    assert!(!iso.state_dir(&id).exists());
+    assert!(!cgroup_dir("pids", &format!("/isoexec/{id}")).exists());
+    assert!(b.root_entries().is_empty());
+    // An allowed user runs; exec as a denied user is refused.
+    let ok = Bundle::empty(&["sleep", "1000"], |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000})
+    });
+    iso.start_detached(&ok, &id);
+    let e = iso.fails(&["exec", "--user", "0:0", &id, "true"]);
+    assert!(e.contains("running as uid 0 is disallowed"), "{e}");
+    iso.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn capabilities_against_allow_caps() {
+    let iso = Isoexec::new();
+    // containerd's default set includes net_raw: dropped, with a warning.
+    let caps = json!(["CAP_CHOWN", "CAP_NET_RAW", "CAP_KILL"]);
+    let b = Bundle::empty(&sh("grep CapBnd /proc/self/status"), |c| {
+        c["process"]["capabilities"] =
+            json!({"bounding": caps, "effective": caps, "permitted": caps});
+    });
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "CapBnd:\t0000000000000021\n");
+    assert!(
+        err.contains("warning: dropping capabilities not in allow_caps: net_raw"),
+        "{err}"
+    );
+
+    // Anything else outside allow_caps is refused.
+    let b = Bundle::empty(&["true"], |c| {
+        c["process"]["capabilities"]["bounding"] = json!(["CAP_CHOWN", "CAP_SYS_ADMIN"]);
+    });
+    let id = unique("caps");
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("driver does not allow the following capabilities: sys_admin"),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    assert!(b.root_entries().is_empty());
+
+    // allow_caps = ["all"] lets it through.
+    let all = Isoexec::with_config("allow_caps = [\"all\"]");
+    let b = Bundle::empty(&sh("grep CapBnd /proc/self/status"), |c| {
+        c["process"]["capabilities"] = json!({"bounding": ["CAP_SYS_ADMIN", "CAP_NET_RAW"]});
+    });
+    let (out, err, code) = run(&all, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "CapBnd:\t0000000000202000\n");
+}
+
+#[test]
+fn pid_and_ipc_modes_by_annotation() {
+    let iso = Isoexec::new();
+    let b = Bundle::empty(&sh("echo $$; readlink /proc/self/ns/ipc"), |c| {
+        c["annotations"] = json!({"io.isoexec.pid_mode": "host", "io.isoexec.ipc_mode": "host"});
+    });
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "1", "host pid mode: not pid 1");
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_eq!(lines[1], host_ipc.to_str().unwrap());
+}
+
+#[test]
+fn resources_appear_in_the_nomad_environment() {
+    let iso = Isoexec::new();
+    let b = Bundle::empty(&sh("env | grep -E '^NOMAD_(CPU|MEMORY)' | sort"), |c| {
+        c["linux"]["resources"] = json!({
+            "cpu": {"shares": 500, "cpus": "0"},
+            "memory": {"reservation": 64 << 20, "limit": 128 << 20}
+        });
+    });
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "NOMAD_CPU_CORES=0\nNOMAD_CPU_LIMIT=500\nNOMAD_MEMORY_LIMIT=64\nNOMAD_MEMORY_MAX_LIMIT=128\n"
+    );
+}
+
+#[test]
+fn config_file_errors_name_file_and_key() {
+    let iso = Isoexec::with_config("default_pid_mode = \"sometimes\"\n");
+    let b = Bundle::empty(&["true"], |_| {});
+    let e = iso.fails(&["run", "--bundle", b.path().to_str().unwrap(), "x"]);
+    let cfg = iso.config.as_ref().unwrap().display().to_string();
+    assert!(e.contains(&cfg), "{e}");
+    assert!(
+        e.contains("default_pid_mode must be \"private\" or \"host\", got \"sometimes\""),
+        "{e}"
+    );
+    assert!(b.root_entries().is_empty());
+
+    // ISOEXEC_CONFIG names the file when --config does not.
+    let plain = Isoexec::new();
+    let bad = plain.root.path().join(".bad.toml");
+    std::fs::write(&bad, "allow_caps = [\"chown\", \"bogus\"]\n").unwrap();
+    let out = plain
+        .command()
+        .env("ISOEXEC_CONFIG", &bad)
+        .args(["run", "--bundle", b.path().to_str().unwrap(), "x"])
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert!(
+        e.contains(".bad.toml") && e.contains("allow_caps: unknown capability \"bogus\""),
+        "{e}"
+    );
+    // A missing explicit file is an error too.
+    let out = plain
+        .command()
+        .args([
+            "--config",
+            "/nonexistent/isoexec.toml",
+            "run",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("/nonexistent/isoexec.toml: cannot read the driver config"));
+}
+
+#[test]
+fn no_pivot_root_option() {
+    let iso = Isoexec::with_config("no_pivot_root = true");
+    let b = Bundle::empty(&sh("echo $$; ls /usr/bin/env"), |_| {});
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\n/usr/bin/env\n");
+}
+
+#[test]
+fn exec_joins_the_task_root() {
+    let iso = Isoexec::new();
+    let b = Bundle::empty(&sh("echo hi > /local/note; sleep 1000"), |_| {});
+    let id = unique("exec");
+    iso.start_detached(&b, &id);
+    assert!(eventually(5, || b.rootfs().join("local/note").exists()));
+    let out = iso.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /local/note; echo $NOMAD_TASK_DIR",
+    ]);
+    assert_eq!(out, "hi\n/local\n");
+    iso.ok(&["delete", "--force", &id]);
+    assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
+    assert!(mounts_under(b.path()).is_empty());
+}
