@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::config::{AllowCaps, DriverConfig, NsMode, DEFAULT_ALLOW_CAPS};
 use crate::container::OCI_VERSION;
 
 /// The OCI runtime features document (`isoexec features`).
@@ -47,21 +48,30 @@ pub fn features() -> Value {
 /// usual namespaces, mounts and the security baseline (masked and read-only
 /// paths, docker's default capabilities without NET_RAW).
 pub fn spec_template() -> Value {
-    let caps = [
-        "CAP_AUDIT_WRITE",
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_MKNOD",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SETFCAP",
-        "CAP_SETGID",
-        "CAP_SETPCAP",
-        "CAP_SETUID",
-        "CAP_SYS_CHROOT",
-    ];
+    spec_template_for(&DriverConfig::default())
+}
+
+/// The template with the driver's defaults: its pid and ipc modes, and
+/// `allow_caps` as the capabilities.
+pub fn spec_template_for(driver: &DriverConfig) -> Value {
+    let caps: Vec<String> = match &driver.allow_caps {
+        AllowCaps::Only(list) => list.iter().map(|c| c.to_string()).collect(),
+        AllowCaps::All => DEFAULT_ALLOW_CAPS
+            .iter()
+            .map(|c| format!("CAP_{}", c.to_ascii_uppercase()))
+            .collect(),
+    };
+    let mut namespaces = Vec::new();
+    if driver.default_pid_mode == NsMode::Private {
+        namespaces.push(json!({"type": "pid"}));
+    }
+    namespaces.push(json!({"type": "network"}));
+    if driver.default_ipc_mode == NsMode::Private {
+        namespaces.push(json!({"type": "ipc"}));
+    }
+    for t in ["uts", "mount", "cgroup"] {
+        namespaces.push(json!({ "type": t }));
+    }
     json!({
         "ociVersion": OCI_VERSION,
         "process": {
@@ -98,10 +108,7 @@ pub fn spec_template() -> Value {
         ],
         "linux": {
             "resources": { "devices": [{ "allow": false, "access": "rwm" }] },
-            "namespaces": [
-                { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
-                { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }
-            ],
+            "namespaces": namespaces,
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",

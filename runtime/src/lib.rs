@@ -13,6 +13,7 @@ pub mod debug;
 pub mod driver;
 pub mod error;
 pub mod features;
+pub mod fingerprint;
 pub mod plan;
 pub mod seccomp;
 pub mod sys;

@@ -382,3 +382,75 @@ fn exec_joins_the_task_root() {
     assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
     assert!(mounts_under(b.path()).is_empty());
 }
+
+#[test]
+fn fingerprint_of_this_host() {
+    let iso = Isoexec::new();
+    let table = iso.ok(&["fingerprint"]);
+    assert!(table.contains("driver.exec                  1"), "{table}");
+    assert!(
+        table.contains("root                         yes"),
+        "{table}"
+    );
+    let f: serde_json::Value =
+        serde_json::from_str(&iso.ok(&["fingerprint", "--format", "json"])).unwrap();
+    assert_eq!(f["attributes"]["driver.exec"], "1");
+    assert_eq!(f["detected"], true);
+    let version = f["cgroup_version"].as_u64().unwrap();
+    assert_eq!(version, if cgroup_v2() { 2 } else { 1 });
+    // What the kernel mounted is what fingerprint reports present.
+    let present: Vec<String> = serde_json::from_value(f["controllers_present"].clone()).unwrap();
+    if !cgroup_v2() {
+        for c in ["cpu", "memory", "pids", "freezer", "cpuset", "devices"] {
+            let mounted = std::path::Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join("cgroup.procs")
+                .exists();
+            assert_eq!(present.contains(&c.to_string()), mounted, "{c}");
+        }
+    }
+    assert_eq!(
+        f["resource_controls"],
+        f["required_missing"].as_array().unwrap().is_empty()
+    );
+
+    // Not root: undetected, with the reason.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary("isoexec"))
+        .args(["fingerprint", "--format", "json"])
+        .output()
+        .unwrap();
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(f["detected"], false);
+    assert_eq!(f["health"], "undetected");
+    assert!(f["health_description"]
+        .as_str()
+        .unwrap()
+        .contains("must run as root"));
+    assert!(f["attributes"].as_object().unwrap().is_empty());
+}
+
+#[test]
+fn spec_writes_the_driver_defaults() {
+    let iso = Isoexec::with_config(
+        "default_pid_mode = \"host\"\ndefault_ipc_mode = \"private\"\nallow_caps = [\"chown\", \"kill\"]",
+    );
+    let dir = TempDir::new("isoexec-spec");
+    iso.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    let ns: Vec<&str> = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert!(!ns.contains(&"pid"), "{ns:?}");
+    assert!(ns.contains(&"ipc"), "{ns:?}");
+    assert_eq!(
+        spec["process"]["capabilities"]["bounding"],
+        json!(["CAP_CHOWN", "CAP_KILL"])
+    );
+}

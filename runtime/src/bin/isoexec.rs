@@ -199,6 +199,11 @@ enum Verb {
     },
     /// Print the OCI features document.
     Features,
+    /// Can this host run tasks? Attributes, health, cgroups and controllers.
+    Fingerprint {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 fn main() -> ExitCode {
@@ -431,7 +436,8 @@ fn run(cli: &Cli) -> Result<u8> {
                     path.display()
                 )));
             }
-            let text = serde_json::to_string_pretty(&runtime::features::spec_template())
+            let driver = DriverConfig::load(cli.config.as_deref())?;
+            let text = serde_json::to_string_pretty(&runtime::features::spec_template_for(&driver))
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
             std::fs::write(&path, text + "\n")
                 .map_err(|e| Error::sys(format!("writing {}", path.display()), e))?;
@@ -439,6 +445,22 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Verb::Features => {
             print_json(&runtime::features::features());
+            Ok(0)
+        }
+        Verb::Fingerprint { format } => {
+            let f = runtime::fingerprint::gather();
+            match format {
+                Format::Json => {
+                    let mut v = serde_json::to_value(&f).unwrap_or_default();
+                    v["attributes"] = f
+                        .attributes()
+                        .into_iter()
+                        .map(|(k, v)| (k, serde_json::json!(v)))
+                        .collect();
+                    print_json(&v);
+                }
+                Format::Table => print_fingerprint(&f),
+            }
             Ok(0)
         }
     }
@@ -496,6 +518,51 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
         container::delete(c, true)?;
     }
     Ok(code)
+}
+
+fn print_fingerprint(f: &runtime::fingerprint::Fingerprint) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut rows: Vec<(String, String)> = f.attributes();
+    if !f.detected {
+        rows.push(("driver.exec".into(), "(undetected)".into()));
+    }
+    let controls = if f.resource_controls {
+        "enabled".to_string()
+    } else {
+        format!("disabled (missing {})", list(&f.required_missing))
+    };
+    rows.extend([
+        (
+            "health".to_string(),
+            format!("{}: {}", f.health, f.health_description),
+        ),
+        ("linux".to_string(), yes(f.linux).to_string()),
+        ("root".to_string(), yes(f.root).to_string()),
+        (
+            "cgroups mounted".to_string(),
+            yes(f.cgroups_mounted).to_string(),
+        ),
+        ("cgroup version".to_string(), f.cgroup_version.to_string()),
+        (
+            "controllers present".to_string(),
+            list(&f.controllers_present),
+        ),
+        (
+            "controllers missing".to_string(),
+            list(&f.controllers_missing),
+        ),
+        ("resource controls".to_string(), controls),
+    ]);
+    for (k, v) in rows {
+        println!("{k:<28} {v}");
+    }
 }
 
 /// A console socket of our own, for a terminal relayed in the foreground.

@@ -58,6 +58,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             state_root: opts.root.clone(),
         },
     )?;
+    let mut plan = plan;
+    // As the exec driver: without the controllers it needs, a task runs
+    // without resource controls, and says so.
+    if let Some(w) = crate::fingerprint::gather().resource_warning() {
+        plan.cgroup.resources = None;
+        plan.warnings.push(w);
+    }
     if !plan.root.path.is_dir() {
         return Err(Error::invalid(
             "root.path",
