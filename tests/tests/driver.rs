@@ -454,3 +454,67 @@ fn spec_writes_the_driver_defaults() {
         json!(["CAP_CHOWN", "CAP_KILL"])
     );
 }
+
+#[test]
+fn example_bundles_do_what_they_say() {
+    let iso = Isoexec::new();
+    let bundles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles");
+    let b = |name: &str| bundles.join(name).to_str().unwrap().to_string();
+
+    let out = iso.ok(&["run", "--bundle", &b("hello"), "hello"]);
+    assert!(out.contains("pid:          1\n"), "{out}");
+    assert!(
+        out.contains("write /usr:   cannot touch '/usr/hello': Read-only file system"),
+        "{out}"
+    );
+    assert!(out.contains("write /local: ok"), "{out}");
+    assert!(out.contains("env:          NOMAD_TASK_DIR=/local"), "{out}");
+    assert!(out.contains("env:          NOMAD_CPU_LIMIT=500"), "{out}");
+
+    let out = iso.ok(&["run", "--bundle", &b("limits"), "limits"]);
+    assert!(out.contains("memory limit: 32 MiB"), "{out}");
+    assert!(out.contains("dd exited with 137"), "{out}");
+
+    iso.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b("sandbox/producer"),
+        "producer",
+    ]);
+    let msg = iso.root.path().join(".sandboxes/demo-alloc/alloc/message");
+    assert!(eventually(5, || msg.exists()
+        && std::fs::metadata(&msg).unwrap().len() > 0));
+    let out = iso.ok(&["run", "--bundle", &b("sandbox/consumer"), "consumer"]);
+    assert!(
+        out.starts_with("consumer reads /alloc/message: written by the producer"),
+        "{out}"
+    );
+    iso.ok(&["delete", "--force", "producer"]);
+
+    iso.ok(&["run", "--detach", "--bundle", &b("web"), "web"]);
+    let mut body = String::new();
+    assert!(eventually(5, || {
+        let o = std::process::Command::new("busybox")
+            .args(["wget", "-qO-", "http://127.0.0.1:18080/"])
+            .output()
+            .unwrap();
+        body = String::from_utf8_lossy(&o.stdout).into_owned();
+        o.status.success()
+    }));
+    assert!(body.starts_with("hello from an isoexec task"), "{body}");
+    iso.ok(&["delete", "--force", "web"]);
+
+    for name in [
+        "hello",
+        "limits",
+        "web",
+        "sandbox/producer",
+        "sandbox/consumer",
+    ] {
+        assert!(
+            !bundles.join(name).join("rootfs").exists(),
+            "{name}/rootfs left behind"
+        );
+    }
+}

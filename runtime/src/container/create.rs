@@ -14,7 +14,7 @@ use crate::cgroup::CgroupManager;
 use crate::config::DriverConfig;
 use crate::error::{Context, Error, Result};
 use crate::plan::{self, NsKind, Plan, PlanOptions};
-use crate::sys::chroot::{Created as ChrootCreated, Prepared};
+use crate::sys::chroot::Prepared;
 use crate::sys::{self, init, msg, rootfs::CgroupView, SyncSocket};
 
 #[derive(Debug, Clone, Default)]
@@ -65,7 +65,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         plan.cgroup.resources = None;
         plan.warnings.push(w);
     }
-    if !plan.root.path.is_dir() {
+    if !plan.root.path.is_dir() && plan.chroot.is_none() {
         return Err(Error::invalid(
             "root.path",
             format!("{} is not a directory", plan.root.path.display()),
@@ -98,7 +98,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 .map(|m| m.destination.as_path())
                 .collect();
             let p = sys::chroot::prepare(chroot, &plan.root.path, &opts.root, &spec_mounts)?;
-            undo.chroot = Some((plan.root.path.clone(), p.created.clone()));
+            undo.chroot = Some((plan.root.path.clone(), p.clone()));
             Some(p)
         }
         None => None,
@@ -236,7 +236,7 @@ struct Undo {
     cgroup: Option<CgroupManager>,
     child: Option<Pid>,
     /// (root, what the chroot assembly created in it)
-    chroot: Option<(PathBuf, Vec<ChrootCreated>)>,
+    chroot: Option<(PathBuf, Prepared)>,
 }
 
 impl Undo {
@@ -257,8 +257,8 @@ impl Drop for Undo {
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.destroy();
         }
-        if let Some((root, created)) = self.chroot.take() {
-            sys::chroot::cleanup(&root, &created);
+        if let Some((root, prepared)) = self.chroot.take() {
+            sys::chroot::undo(&root, &prepared);
         }
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);

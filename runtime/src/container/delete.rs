@@ -22,7 +22,7 @@ pub fn delete(c: &Container, force: bool) -> Result<()> {
     c.cgroup().destroy()?;
     crate::debug::phase("delete: state");
     if let Some(p) = &c.state.chroot {
-        crate::sys::chroot::cleanup(&c.state.rootfs, &p.created);
+        crate::sys::chroot::undo(&c.state.rootfs, p);
     }
     std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))?;
     if let Some(sandbox) = &c.state.sandbox {
@@ -43,7 +43,11 @@ fn remove_sandbox_if_unused(c: &Container, sandbox: &str) {
                 .is_some_and(|o| o.state.sandbox.as_deref() == Some(sandbox))
         });
     if !in_use {
-        let _ = std::fs::remove_dir_all(crate::driver::sandbox_dir(root, sandbox));
+        let dir = crate::driver::sandbox_dir(root, sandbox);
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent); // only when empty
+        }
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Entry {
 pub struct Prepared {
     pub created: Vec<Created>,
     pub entries: Vec<Entry>,
+    /// The task directory itself did not exist: removed (if empty) on delete.
+    #[serde(default)]
+    pub created_root: bool,
 }
 
 /// Directories that must never be copied into a task (link mode walks the
@@ -64,6 +67,11 @@ pub fn prepare(
     spec_mounts: &[&Path],
 ) -> Result<Prepared> {
     let mut p = Prepared::default();
+    // The task directory is the runtime's to make, as the driver's is.
+    if !root.exists() {
+        fs::create_dir(root).ctx(|| format!("creating the task directory {}", root.display()))?;
+        p.created_root = true;
+    }
     let r = prepare_into(plan, root, state_root, &mut p).and_then(|_| {
         for m in spec_mounts {
             let Some(top) = m.components().nth(1) else {
@@ -78,10 +86,19 @@ pub fn prepare(
         Ok(())
     });
     if let Err(e) = r {
-        cleanup(root, &p.created);
+        undo(root, &p);
         return Err(e);
     }
     Ok(p)
+}
+
+/// Removes everything `prepare` made, the task directory included when it
+/// made it.
+pub fn undo(root: &Path, p: &Prepared) {
+    cleanup(root, &p.created);
+    if p.created_root {
+        let _ = fs::remove_dir(root);
+    }
 }
 
 fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepared) -> Result<()> {
