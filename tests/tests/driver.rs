@@ -518,3 +518,31 @@ fn example_bundles_do_what_they_say() {
         );
     }
 }
+
+#[test]
+fn layout_symlinks_in_the_root_cannot_reach_the_host() {
+    use std::os::unix::fs::PermissionsExt;
+    let iso = Isoexec::new();
+    // A root whose tmp and local are symlinks to a host directory.
+    // Outside /tmp, so that the root's tmp -> victim does not loop into itself.
+    let victim = TempDir(std::path::PathBuf::from("/var/tmp").join(unique("isoexec-victim")));
+    std::fs::create_dir_all(victim.path()).unwrap();
+    std::fs::set_permissions(victim.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let b = Bundle::empty(
+        &sh("ls -ld /tmp | cut -c1-10; touch /tmp/x && echo tmp-writable"),
+        |_| {},
+    );
+    std::os::unix::fs::symlink(victim.path(), b.rootfs().join("tmp")).unwrap();
+    std::os::unix::fs::symlink(victim.path(), b.rootfs().join("local")).unwrap();
+    let (out, err, code) = run(&iso, &b);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("tmp-writable\n"), "{out}");
+    // The host directory kept its mode and got nothing.
+    let mode = std::fs::metadata(victim.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o700);
+    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0);
+}

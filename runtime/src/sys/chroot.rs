@@ -79,9 +79,7 @@ pub fn prepare(
             };
             let top = Path::new("/").join(top);
             let target = resolve_in_root(root, &top).ctx(|| top.display().to_string())?;
-            if !target.exists() {
-                mkdir_recording(&target, root, false, &mut p)?;
-            }
+            mkdir_recording(&target, root, false, &mut p)?;
         }
         Ok(())
     });
@@ -103,9 +101,12 @@ pub fn undo(root: &Path, p: &Prepared) {
 
 fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepared) -> Result<()> {
     for dir in [TASK_LOCAL, TASK_SECRETS, TASK_ALLOC, TASK_TMP] {
+        // Resolved inside the root: an image's `tmp -> /etc` must not lead
+        // the chmod below to the host's /etc.
         let target = resolve_in_root(root, Path::new(dir)).ctx(|| dir.to_string())?;
+        let made = p.created.len();
         mkdir_recording(&target, root, dir != TASK_SECRETS && dir != TASK_ALLOC, p)?;
-        if dir == TASK_TMP {
+        if dir == TASK_TMP && p.created.len() > made {
             fs::set_permissions(&target, fs::Permissions::from_mode(0o1777))
                 .ctx(|| format!("chmod 1777 {}", target.display()))?;
         }
@@ -164,25 +165,28 @@ fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepa
     Ok(())
 }
 
-/// mkdir -p, recording each directory it made (outermost first).
+/// mkdir -p, recording each directory it made (outermost first). The
+/// mkdir itself is the existence test: one system call for a directory
+/// whose parent exists, which is the common case.
 fn mkdir_recording(path: &Path, root: &Path, tree: bool, p: &mut Prepared) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut cur = path;
-    while !cur.exists() && cur.starts_with(root) && cur != root {
-        missing.push(cur.to_path_buf());
-        match cur.parent() {
-            Some(parent) => cur = parent,
-            None => break,
+    match fs::create_dir(path) {
+        Ok(()) => {
+            p.created.push(Created {
+                path: path.to_path_buf(),
+                tree,
+            });
+            Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != root => match path.parent() {
+            Some(parent) if parent.starts_with(root) => {
+                mkdir_recording(parent, root, false, p)?;
+                mkdir_recording(path, root, tree, p)
+            }
+            _ => Err(Error::sys(format!("mkdir {}", path.display()), e)),
+        },
+        Err(e) => Err(Error::sys(format!("mkdir {}", path.display()), e)),
     }
-    for dir in missing.iter().rev() {
-        fs::create_dir(dir).ctx(|| format!("mkdir {}", dir.display()))?;
-        p.created.push(Created {
-            path: dir.clone(),
-            tree: tree && dir == path,
-        });
-    }
-    Ok(())
 }
 
 fn file_recording(path: &Path, root: &Path, p: &mut Prepared) -> Result<()> {
