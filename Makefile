@@ -3,8 +3,16 @@
 
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
-RELEASE := target/release
+HOST    := $(shell rustc -vV | sed -n 's/^host: //p')
+RELEASE := target/$(HOST)/release
 DEBUG   := target/debug
+
+# Release binaries are static (glibc and libseccomp linked in): one file to
+# install, and no dynamic loading on every start (~0.5 ms of each `run`).
+# The explicit --target keeps these flags off build scripts and proc-macros.
+STATIC  := LIBSECCOMP_LINK_TYPE=static \
+           LIBSECCOMP_LIB_PATH=/usr/lib/$(shell gcc -print-multiarch 2>/dev/null) \
+           RUSTFLAGS="-C target-feature=+crt-static"
 
 .PHONY: all build release deps test unit lint demo bench install clean
 
@@ -18,7 +26,7 @@ build: deps
 	$(CARGO) build --workspace
 
 release: deps
-	$(CARGO) build --workspace --release
+	$(STATIC) $(CARGO) build --workspace --release --target $(HOST)
 
 ## Formatting, lints, unit tests and the integration tests against the real kernel.
 test: deps lint build

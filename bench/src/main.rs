@@ -334,8 +334,20 @@ fn chroot_scenarios(work: &Path, o: &Opts) -> Vec<Result> {
     // The ratio target is for the default chroot_env; the small one shows
     // that bind stays flat while the copy shrinks with the tree.
     for (label, env, n, runs, ratio_target) in [
-        ("default chroot_env", &default_env, n_default, link_runs, Some(0.001)),
-        ("/usr replaced by /usr/bin", &small_env, n_small, o.runs / 2, None),
+        (
+            "default chroot_env",
+            &default_env,
+            n_default,
+            link_runs,
+            Some(0.001),
+        ),
+        (
+            "/usr replaced by /usr/bin",
+            &small_env,
+            n_small,
+            o.runs / 2,
+            None,
+        ),
     ] {
         for mode in [ChrootMode::Bind, ChrootMode::Overlay] {
             eprintln!(

@@ -61,9 +61,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let mut plan = plan;
     // As the exec driver: without the controllers it needs, a task runs
     // without resource controls, and says so.
-    if let Some(w) = crate::fingerprint::gather().resource_warning() {
-        plan.cgroup.resources = None;
-        plan.warnings.push(w);
+    if plan.cgroup.resources.is_some() {
+        if let Some(w) = crate::fingerprint::gather().resource_warning() {
+            plan.cgroup.resources = None;
+            plan.warnings.push(w);
+        }
     }
     if !plan.root.path.is_dir() && plan.chroot.is_none() {
         return Err(Error::invalid(
