@@ -268,17 +268,7 @@ pub fn mount_all(
     {
         let what = || format!("chroot_env {} at {}", host.display(), target.display());
         match plan.mode {
-            ChrootMode::Bind => {
-                mount(
-                    Some(host),
-                    target,
-                    NONE,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    NONE,
-                )
-                .ctx(what)?;
-                readonly_recursive(target).ctx(what)?;
-            }
+            ChrootMode::Bind => bind_readonly(host, target).ctx(what)?,
             ChrootMode::Overlay => {
                 let layer = plan.overlay_dir.join(index.to_string());
                 for p in [host.as_path(), &layer] {
@@ -312,15 +302,7 @@ pub fn mount_all(
                 }
                 // The copies share inodes with the host's files: read-only,
                 // so the task cannot change a host file through them.
-                mount(
-                    Some(target),
-                    target,
-                    NONE,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    NONE,
-                )
-                .ctx(what)?;
-                readonly_recursive(target).ctx(what)?;
+                bind_readonly(target, target).ctx(what)?;
             }
         }
     }
@@ -350,6 +332,18 @@ pub fn mount_all(
         }
     }
     Ok(())
+}
+
+/// A recursive bind of `src` at `target`, read-only all the way down.
+fn bind_readonly(src: &Path, target: &Path) -> std::io::Result<()> {
+    mount(
+        Some(src),
+        target,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )?;
+    readonly_recursive(target)
 }
 
 /// Makes a mount and everything below it read-only (mount_setattr, Linux

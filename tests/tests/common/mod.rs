@@ -107,29 +107,15 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// `isoexec spec`'s template running `args`, changed by `patch`.
+    /// `isoexec spec`'s template running `args`, changed by `patch`, with
+    /// a busybox root of its own (image semantics, no chroot_env).
     pub fn busybox(args: &[&str], patch: impl FnOnce(&mut Value)) -> Self {
         let dir = TempDir::new("isoexec-bundle");
         busybox_rootfs(&dir.path().join("rootfs"));
-        let out = Command::new(binary("isoexec"))
-            .args(["spec", "--bundle"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "isoexec spec: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
-        let mut config: Value = serde_json::from_str(&text).unwrap();
-        config["process"]["args"] = serde_json::json!(args);
-        // These bundles carry their own root: image semantics, no chroot_env.
-        config["annotations"] = serde_json::json!({"io.isoexec.chroot_env": "none"});
-        patch(&mut config);
-        let b = Bundle { dir, config };
-        b.save();
-        b
+        Self::from_template(dir, args, |config| {
+            config["annotations"] = serde_json::json!({"io.isoexec.chroot_env": "none"});
+            patch(config);
+        })
     }
 
     /// An empty root directory and `isoexec spec`'s template running
@@ -137,6 +123,10 @@ impl Bundle {
     pub fn empty(args: &[&str], patch: impl FnOnce(&mut Value)) -> Self {
         let dir = TempDir::new("isoexec-task");
         std::fs::create_dir_all(dir.path().join("rootfs")).unwrap();
+        Self::from_template(dir, args, patch)
+    }
+
+    fn from_template(dir: TempDir, args: &[&str], patch: impl FnOnce(&mut Value)) -> Self {
         let out = Command::new(binary("isoexec"))
             .args(["spec", "--bundle"])
             .arg(dir.path())
