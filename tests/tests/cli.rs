@@ -638,6 +638,23 @@ fn cpu_limits_written_to_the_cgroup() {
             (128u64 << 20).to_string()
         );
     }
+    // --resources - reads standard input.
+    let mut child = iso
+        .command()
+        .args(["update", "--resources", "-", &id])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), br#"{"pids": {"limit": 70}}"#)
+        .unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    if !cgroup_v2() {
+        assert_eq!(
+            read_trimmed(&cgroup_dir("pids", &path).join("pids.max")),
+            "70"
+        );
+    }
     let e = iso.fails(&["update", "--pids-limit", "0", &id]);
     assert!(e.contains("linux.resources.pids.limit"), "{e}");
 
