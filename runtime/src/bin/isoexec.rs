@@ -306,6 +306,8 @@ fn run(cli: &Cli) -> Result<u8> {
                 pid_file: pid_file.clone(),
                 preserve_fds: *preserve_fds,
                 driver: DriverConfig::load(cli.config.as_deref())?,
+                process: None,
+                stdio: None,
             };
             let console = foreground_console(console_socket.is_none() && *tty && !*detach)?;
             let opts = ExecOptions {
@@ -477,6 +479,7 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> Result<CreateOptions> {
         systemd_cgroup: cli.systemd_cgroup,
         preserve_fds: a.preserve_fds,
         driver: DriverConfig::load(cli.config.as_deref())?,
+        stdio: None,
     })
 }
 

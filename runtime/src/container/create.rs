@@ -30,6 +30,8 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// The driver's options (config.toml).
     pub driver: DriverConfig,
+    /// The init's standard input, output and error (default: the caller's).
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// A container whose init waits for `start`.
@@ -182,12 +184,13 @@ fn spawn(
         .iter()
         .find(|(k, _)| *k == NsKind::Pid)
         .map(|(_, p)| p.clone());
-    if let Some(path) = &join_pid {
-        let f = std::fs::File::open(path)
-            .ctx(|| format!("opening pid namespace {}", path.display()))?;
-        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
-            .ctx(|| format!("joining pid namespace {}", path.display()))?;
-    }
+    let pid_ns = match &join_pid {
+        Some(path) => Some(
+            std::fs::File::open(path)
+                .ctx(|| format!("opening pid namespace {}", path.display()))?,
+        ),
+        None => None,
+    };
 
     let mut flags = nix::sched::CloneFlags::empty();
     for k in &plan.namespaces.new {
@@ -197,9 +200,10 @@ fn spawn(
     }
     crate::debug::phase("create: clone");
     let (parent_end, child_end) = SyncSocket::pair().ctx(|| "socketpair".into())?;
-    // SAFETY: the `isoexec` command line is single-threaded here; the child
-    // only runs `init_main`, which never returns.
-    let child = unsafe { sys::clone_fork(flags) }.ctx(|| "clone of the container init".into())?;
+    // SAFETY: the caller is single-threaded (the command line, the shim's
+    // current-thread runtime); the child only runs `init_main`.
+    let child = unsafe { sys::clone_fork_in(pid_ns.as_ref().map(|f| f.as_fd()), flags) }
+        .ctx(|| "clone of the container init".into())?;
     let Some(child) = child else {
         drop(parent_end);
         init::init_main(init::InitArgs {
@@ -213,6 +217,7 @@ fn spawn(
             },
             preserve_fds: opts.preserve_fds,
             chroot: plan.chroot.as_ref().zip(prepared),
+            stdio: opts.stdio,
         });
     };
     undo.child = Some(child);

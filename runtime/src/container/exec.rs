@@ -34,6 +34,10 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// The driver's policy applies to exec'd processes too.
     pub driver: crate::config::DriverConfig,
+    /// An OCI process given as a value (the shim's Exec request).
+    pub process: Option<oci_spec::runtime::Process>,
+    /// Standard input, output and error (default: the caller's).
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// A process started in a container; a child of this process.
@@ -97,16 +101,18 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
         _ => None,
     };
 
-    if let Some(fd) = &pid_ns {
-        nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
-            .ctx(|| "joining the container's pid namespace".into())?;
-    }
     let cgroup = c.cgroup();
     let cgroup_dirs = cgroup.dirs();
     let (parent_end, child_end) = SyncSocket::pair().ctx(|| "socketpair".into())?;
-    // SAFETY: the command line is single-threaded; the child runs exec_main.
-    let child = unsafe { sys::clone_fork(nix::sched::CloneFlags::empty()) }
-        .ctx(|| "fork for exec".into())?;
+    // SAFETY: the caller is single-threaded (the command line, the shim's
+    // current-thread runtime); the child runs exec_main.
+    let child = unsafe {
+        sys::clone_fork_in(
+            pid_ns.as_ref().map(|f| f.as_fd()),
+            nix::sched::CloneFlags::empty(),
+        )
+    }
+    .ctx(|| "fork for exec (in the container's pid namespace)".into())?;
     let Some(child) = child else {
         drop(parent_end);
         init::exec_main(init::ExecArgs {
@@ -120,6 +126,7 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
             },
             console: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
+            stdio: opts.stdio,
         });
     };
     drop(child_end);
@@ -160,6 +167,9 @@ fn process_for(c: &Container, opts: &ExecOptions) -> Result<plan::ProcessPlan> {
 /// `--process FILE`, or the spec's process with the command line's args
 /// and overrides.
 fn requested_process(c: &Container, opts: &ExecOptions) -> Result<plan::ProcessPlan> {
+    if let Some(p) = &opts.process {
+        return plan::process_plan(p, "process");
+    }
     if let Some(path) = &opts.process_file {
         let text = std::fs::read(path).map_err(|e| Error::Bundle {
             path: path.clone(),

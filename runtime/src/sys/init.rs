@@ -31,6 +31,8 @@ pub struct InitArgs<'a> {
     pub preserve_fds: i32,
     /// The exec driver's root assembly, prepared on the host.
     pub chroot: Option<(&'a ChrootPlan, &'a Prepared)>,
+    /// Standard input, output and error, when not the caller's own.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// Body of the container's init. Never returns.
@@ -64,6 +66,9 @@ pub fn init_main(args: InitArgs) -> ! {
 fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
     let plan = args.plan;
     nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
+    if let Some(fds) = args.stdio {
+        sys::set_stdio(fds).ctx(|| "standard input/output".into())?;
+    }
     crate::debug::phase("init: joining cgroup");
     sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
     crate::debug::phase("init: namespaces");
@@ -174,6 +179,7 @@ pub struct ExecArgs<'a> {
     pub cgroups: CgroupView<'a>,
     pub console: Option<RawFd>,
     pub preserve_fds: i32,
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// Body of a process exec'd into a container. Never returns.
@@ -195,6 +201,9 @@ fn exec_setup(args: &ExecArgs) -> Result<Exec> {
     // Non-dumpable: a container process cannot open /proc/PID/exe of this
     // (host) binary while it is joining (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
+    if let Some(fds) = args.stdio {
+        sys::set_stdio(fds).ctx(|| "standard input/output".into())?;
+    }
     sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
     for (kind, fd) in &args.namespaces {
         setns(fd.as_fd(), kind.clone_flag())

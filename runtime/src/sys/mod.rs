@@ -38,6 +38,43 @@ pub unsafe fn clone_fork(flags: CloneFlags) -> nix::Result<Option<Pid>> {
     }
 }
 
+/// clone_fork in another pid namespace (`pid_ns`, e.g. a running
+/// container's), restoring the caller's afterwards: setns(CLONE_NEWPID)
+/// changes where the caller's *later* children are born, and a long-lived
+/// caller (the shim) must not start its next container's namespace inside
+/// this one's.
+///
+/// # Safety
+/// As [`clone_fork`].
+pub unsafe fn clone_fork_in(
+    pid_ns: Option<std::os::fd::BorrowedFd>,
+    flags: CloneFlags,
+) -> std::io::Result<Option<Pid>> {
+    let Some(target) = pid_ns else {
+        return clone_fork(flags).map_err(Into::into);
+    };
+    let own = std::fs::File::open("/proc/self/ns/pid")?;
+    nix::sched::setns(target, CloneFlags::CLONE_NEWPID)?;
+    let r = clone_fork(flags);
+    if !matches!(r, Ok(None)) {
+        // In the parent (or on failure): back to our own namespace.
+        use std::os::fd::AsFd;
+        nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID)?;
+    }
+    r.map_err(Into::into)
+}
+
+/// Makes `fds` the process's standard input, output and error.
+pub fn set_stdio(fds: [RawFd; 3]) -> std::io::Result<()> {
+    for (target, fd) in fds.into_iter().enumerate() {
+        // SAFETY: dup2 onto 0-2 of descriptors the caller owns.
+        if unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// The channel between the runtime and a process it is starting:
 /// a SOCK_SEQPACKET pair, one message per write, closed by exec (CLOEXEC).
 pub struct SyncSocket(OwnedFd);
