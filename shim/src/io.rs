@@ -1,0 +1,256 @@
+//! The shim's own log (the bundle's `log` fifo, which containerd reads) and
+//! the standard IO of the processes it starts: containerd's fifos, `file://`
+//! paths, or nothing; and a terminal's pty relayed to the fifos.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use tokio::io::unix::AsyncFd;
+
+static LOG: Mutex<Option<File>> = Mutex::new(None);
+
+/// Opens the bundle's `log` fifo (containerd reads it into its own log).
+pub fn open_log(bundle: &Path) {
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(bundle.join("log"))
+        .ok();
+    if let Ok(mut l) = LOG.lock() {
+        *l = f;
+    }
+}
+
+pub fn log(msg: &str) {
+    if let Ok(mut l) = LOG.lock() {
+        if let Some(f) = l.as_mut() {
+            let _ = writeln!(
+                f,
+                "time=\"{}\" level=info msg=\"{}\" runtime=io.containerd.isoexec.v1",
+                runtime::container::rfc3339_now(),
+                msg.replace('"', "'")
+            );
+        }
+    }
+}
+
+/// A process's standard IO: the descriptors it gets, and what the shim
+/// holds while it runs. Dropped when the process exits, so containerd sees
+/// the end of its output.
+pub struct ProcessIo {
+    /// stdin, stdout, stderr for the process.
+    child: [OwnedFd; 3],
+    /// Read sides of the output fifos: a process never gets EPIPE when
+    /// containerd's reader goes away.
+    _keep: Vec<File>,
+    /// A writer on the stdin fifo, so the process does not see EOF before
+    /// containerd opened its own; dropped by CloseIO.
+    stdin_writer: Option<File>,
+}
+
+fn dev_null(write: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/null")
+}
+
+/// An output: a fifo path, `file:///path`, or empty for /dev/null.
+fn open_output(uri: &str, keep: &mut Vec<File>) -> std::io::Result<File> {
+    if uri.is_empty() {
+        return dev_null(true);
+    }
+    if let Some(path) = uri.strip_prefix("file://") {
+        if let Some(parent) = Path::new(path).parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        return OpenOptions::new()
+            .append(true)
+            .create(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path);
+    }
+    if uri.starts_with("binary://") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{uri}: binary:// log drivers are not supported yet; use a fifo or file://"),
+        ));
+    }
+    let path = uri.strip_prefix("fifo://").unwrap_or(uri);
+    // O_RDWR never blocks on a fifo; it is also the read side we keep.
+    let rw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    let w = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    keep.push(rw);
+    Ok(w)
+}
+
+impl ProcessIo {
+    pub fn open(stdin: &str, stdout: &str, stderr: &str) -> std::io::Result<Self> {
+        let mut keep = Vec::new();
+        let (stdin_child, stdin_writer) = if stdin.is_empty() {
+            (dev_null(false)?, None)
+        } else {
+            let writer = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(stdin)?;
+            let reader = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(stdin)?;
+            (reader, Some(writer))
+        };
+        let out = open_output(stdout, &mut keep)?;
+        let err = if stderr.is_empty() && stdout.is_empty() {
+            dev_null(true)?
+        } else {
+            open_output(stderr, &mut keep)?
+        };
+        Ok(ProcessIo {
+            child: [stdin_child.into(), out.into(), err.into()],
+            _keep: keep,
+            stdin_writer,
+        })
+    }
+
+    pub fn child_fds(&self) -> [RawFd; 3] {
+        [
+            self.child[0].as_raw_fd(),
+            self.child[1].as_raw_fd(),
+            self.child[2].as_raw_fd(),
+        ]
+    }
+
+    /// CloseIO: the process sees EOF once containerd closes its side too.
+    pub fn close_stdin(&mut self) {
+        self.stdin_writer = None;
+    }
+}
+
+/// A terminal: the pty master, relayed to the stdout fifo and from the
+/// stdin fifo by two tasks. Dropping it stops them.
+pub struct Console {
+    pub master: std::sync::Arc<AsyncFd<OwnedFd>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stdin_writer: Option<File>,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Registers a descriptor the AsyncFd owns: it is deregistered before the
+/// descriptor closes, when the AsyncFd drops.
+fn async_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns `fd`, so it stays open while registered.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into())
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl flag change on a descriptor we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+async fn pump(from: std::sync::Arc<AsyncFd<OwnedFd>>, to: std::sync::Arc<AsyncFd<OwnedFd>>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = loop {
+            let Ok(mut g) = from.readable().await else {
+                return;
+            };
+            match g.try_io(|fd| {
+                nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => break n,
+                Err(_would_block) => continue,
+            }
+        };
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            let Ok(mut g) = to.writable().await else {
+                return;
+            };
+            match g
+                .try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from))
+            {
+                Ok(Ok(w)) => data = &data[w..],
+                Ok(Err(_)) => return,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl Console {
+    /// Relays `master` to the `stdout` fifo and from the `stdin` fifo.
+    pub fn relay(master: OwnedFd, stdin: &str, stdout: &str) -> std::io::Result<Console> {
+        set_nonblocking(master.as_raw_fd());
+        let master = std::sync::Arc::new(async_fd(master)?);
+        let mut tasks = Vec::new();
+        let mut stdin_writer = None;
+        if !stdout.is_empty() {
+            let out = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+                .open(stdout.strip_prefix("fifo://").unwrap_or(stdout))?;
+            let out = std::sync::Arc::new(async_fd(OwnedFd::from(out))?);
+            tasks.push(tokio::spawn(pump(master.clone(), out)));
+        }
+        if !stdin.is_empty() {
+            let w = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(stdin)?;
+            let r = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+                .open(stdin)?;
+            let r = std::sync::Arc::new(async_fd(OwnedFd::from(r))?);
+            tasks.push(tokio::spawn(pump(r, master.clone())));
+            stdin_writer = Some(w);
+        }
+        Ok(Console {
+            master,
+            tasks,
+            stdin_writer,
+        })
+    }
+
+    pub fn resize(&self, width: u32, height: u32) {
+        let ws = libc::winsize {
+            ws_row: height.min(u16::MAX as u32) as u16,
+            ws_col: width.min(u16::MAX as u32) as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ on the pty master with a valid winsize.
+        unsafe { libc::ioctl(self.master.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin_writer = None;
+    }
+}

@@ -1,0 +1,288 @@
+//! `containerd-shim-isoexec-v1`: the containerd shim v2 (runtime type
+//! `io.containerd.isoexec.v1`). containerd runs it three ways:
+//! `... start` (start or find the shim serving this task, print its
+//! address), `... delete` (clean up after a shim that is gone), and, from
+//! `start`, the server itself. The server starts tasks with the engine
+//! in-process (no helper binary per operation).
+
+mod events;
+mod io;
+mod service;
+mod stats;
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use containerd_shim_protos::api::DeleteResponse;
+use protobuf::Message;
+
+/// What containerd passes (Go flag style: `-name value`).
+#[derive(Debug, Default, Clone)]
+pub struct ShimArgs {
+    pub namespace: String,
+    pub address: String,
+    pub publish_binary: String,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub debug: bool,
+    pub action: String,
+}
+
+impl ShimArgs {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut a = ShimArgs::default();
+        let mut it = args.skip(1).peekable();
+        while let Some(arg) = it.next() {
+            if !arg.starts_with('-') {
+                a.action = arg;
+                continue;
+            }
+            let flag = arg.trim_start_matches('-');
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (flag.to_string(), None),
+            };
+            if name == "debug" || name == "v" {
+                a.debug = inline.as_deref() != Some("false");
+                if name == "v" {
+                    println!("containerd-shim-isoexec-v1 {}", runtime::VERSION);
+                    std::process::exit(0);
+                }
+                continue;
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .ok_or_else(|| format!("flag -{name} needs a value"))?,
+            };
+            match name.as_str() {
+                "namespace" => a.namespace = value,
+                "address" => a.address = value,
+                "publish-binary" => a.publish_binary = value,
+                "id" => a.id = value,
+                "bundle" => a.bundle = PathBuf::from(value),
+                // Flags of newer containerd that change nothing here.
+                "socket" | "debug-fifo" => {}
+                other => return Err(format!("unknown flag -{other}")),
+            }
+        }
+        if a.bundle.as_os_str().is_empty() {
+            a.bundle = std::env::current_dir().map_err(|e| e.to_string())?;
+        }
+        if a.namespace.is_empty() {
+            return Err("-namespace is required".into());
+        }
+        Ok(a)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match ShimArgs::parse(std::env::args()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("containerd-shim-isoexec-v1: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = match args.action.as_str() {
+        "start" => start(&args),
+        "delete" => delete(&args),
+        "" => serve(&args),
+        other => Err(format!("unknown action {other:?} (start, delete)")),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("containerd-shim-isoexec-v1: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The isoexec state root for containerd's tasks of `namespace`: beside
+/// containerd's own state (bundles are STATE/io.containerd.runtime.v2.task/NS/ID).
+pub fn state_root(bundle: &Path, namespace: &str) -> PathBuf {
+    match bundle.ancestors().nth(3) {
+        Some(state)
+            if bundle
+                .ancestors()
+                .nth(2)
+                .and_then(|p| p.file_name())
+                .is_some() =>
+        {
+            state.join("isoexec").join(namespace)
+        }
+        _ => PathBuf::from("/run/isoexec/containerd").join(namespace),
+    }
+}
+
+/// The group a task's shim serves: its sandbox, else the task itself.
+fn group_of(bundle: &Path, id: &str) -> String {
+    let spec = runtime::bundle::load(bundle).ok();
+    spec.and_then(|s| s.annotations().clone())
+        .and_then(|a| {
+            a.get(runtime::driver::ANN_SANDBOX)
+                .or_else(|| a.get(runtime::driver::ANN_CRI_SANDBOX))
+                .cloned()
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// The shim's socket: short (a unix socket path is limited to ~106 bytes)
+/// and the same for every task of one group.
+fn socket_path(args: &ShimArgs, group: &str) -> PathBuf {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&args.address, &args.namespace, group).hash(&mut h);
+    PathBuf::from(format!("/run/containerd/s/isoexec-{:016x}", h.finish()))
+}
+
+/// `start`: print the address of the shim serving this task, starting it
+/// when its group has none yet.
+fn start(args: &ShimArgs) -> Result<(), String> {
+    let group = group_of(&args.bundle, &args.id);
+    let sock = socket_path(args, &group);
+    let address = format!("unix://{}", sock.display());
+    let write_address = || {
+        std::fs::write(args.bundle.join("address"), &address)
+            .map_err(|e| format!("writing {}/address: {e}", args.bundle.display()))
+    };
+    if UnixStream::connect(&sock).is_ok() {
+        // The group's shim is running: it serves this task too.
+        write_address()?;
+        print!("{address}");
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&sock);
+    if let Some(dir) = sock.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let listener =
+        UnixListener::bind(&sock).map_err(|e| format!("listening on {}: {e}", sock.display()))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "-namespace",
+        &args.namespace,
+        "-id",
+        &args.id,
+        "-address",
+        &args.address,
+    ])
+    .arg("-bundle")
+    .arg(&args.bundle)
+    .current_dir(&args.bundle)
+    // containerd waits for start's stdout and stderr to close: the
+    // server must not keep them.
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if !args.publish_binary.is_empty() {
+        cmd.args(["-publish-binary", &args.publish_binary]);
+    }
+    if args.debug {
+        cmd.arg("-debug");
+    }
+    let fd = listener.as_raw_fd();
+    // SAFETY: between fork and exec the child only calls setsid and dup2.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            // dup2 onto itself keeps close-on-exec: clear it instead.
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("starting the shim server: {e}"))?;
+    drop(listener);
+    let _ = std::fs::write(args.bundle.join("shim.pid"), child.id().to_string());
+    write_address()?;
+    print!("{address}");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+/// `delete`: the shim is gone; remove what the task left (processes,
+/// mounts, cgroup, state) and print a DeleteResponse.
+fn delete(args: &ShimArgs) -> Result<(), String> {
+    let root = state_root(&args.bundle, &args.namespace);
+    let mut resp = DeleteResponse::new();
+    resp.exit_status = 137;
+    resp.exited_at = protobuf::MessageField::some(events::now());
+    if let Ok(c) = runtime::container::Container::load(&root, &args.id) {
+        resp.pid = c.state.pid as u32;
+        if c.status() == runtime::container::Status::Stopped {
+            resp.exit_status = 0;
+        }
+        runtime::container::delete(&c, true).map_err(|e| e.to_string())?;
+    }
+    service::unmount_rootfs(&args.bundle);
+    // A shim killed without a goodbye leaves its socket: remove it if no one
+    // answers there any more.
+    let sock = socket_path(args, &group_of(&args.bundle, &args.id));
+    if UnixStream::connect(&sock).is_err() {
+        let _ = std::fs::remove_file(&sock);
+    }
+    let bytes = resp.write_to_bytes().map_err(|e| e.to_string())?;
+    std::io::stdout()
+        .write_all(&bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The server: a single-threaded runtime (so the engine may fork), serving
+/// the Task service under containerd's 1.6/1.7 and 2.x names on the socket
+/// `start` handed over as descriptor 3.
+fn serve(args: &ShimArgs) -> Result<(), String> {
+    io::open_log(&args.bundle);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        // SAFETY: descriptor 3 is the listening socket `start` passed.
+        let sock_path = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
+        let sock_path = {
+            let p = sock_path
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+            std::mem::forget(sock_path); // the server takes descriptor 3
+            p
+        };
+        let (publisher, events_task) = events::Publisher::start(&args.namespace);
+        let svc = service::Service::new(args.clone(), publisher.clone());
+        let services = service::register(svc.clone());
+        // SAFETY: descriptor 3 is a listening unix socket, owned by the server from here.
+        let mut server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(3) }
+            .map_err(|e| e.to_string())?
+            .register_service(services);
+        // Registered before the first task is forked, so no exit is missed.
+        let sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(service::reap(svc.clone(), sigchld));
+        server.start().await.map_err(|e| e.to_string())?;
+        svc.wait_shutdown().await;
+        let _ = server.shutdown().await;
+        publisher.close();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), events_task).await;
+        if let Some(p) = sock_path {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok::<(), String>(())
+    })
+}
