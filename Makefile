@@ -18,7 +18,8 @@ STATIC  := LIBSECCOMP_LINK_TYPE=static \
 
 all: release
 
-## System packages: libseccomp-dev (build), busybox-static (test roots), runc (bench baseline).
+## System packages: libseccomp-dev (build), busybox-static (test roots), runc (bench baseline),
+## containerd (the shim's tests).
 deps:
 	@scripts/deps.sh
 

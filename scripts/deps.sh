@@ -10,6 +10,9 @@ have_pkg libseccomp-dev || need+=(libseccomp-dev)
 # Tests and demo: a static busybox for root filesystems; bench: runc.
 command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v runc >/dev/null 2>&1 || need+=(runc)
+# The shim's tests: containerd and ctr; script(1) for terminal sessions.
+command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || need+=(containerd)
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

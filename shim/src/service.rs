@@ -88,6 +88,9 @@ struct ExecEntry {
     stdout: String,
     stderr: String,
     terminal: bool,
+    /// Exists from Exec on: Wait may come before Start. Moves into the
+    /// process when it starts.
+    exit: Option<watch::Sender<Option<Exit>>>,
     proc: Option<Proc>,
 }
 
@@ -98,6 +101,67 @@ struct TaskEntry {
     execs: HashMap<String, ExecEntry>,
     rootfs_mounted: bool,
     driver: DriverConfig,
+    /// Publishes TaskOOM when the kernel kills in the task's memory cgroup.
+    oom_watch: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TaskEntry {
+    fn drop(&mut self) {
+        if let Some(w) = &self.oom_watch {
+            w.abort();
+        }
+    }
+}
+
+/// Watches the task's memory cgroup for OOM kills (cgroup v1: an eventfd
+/// registered on memory.oom_control through cgroup.event_control).
+fn watch_oom(container: &Container, publisher: Publisher) -> Option<tokio::task::JoinHandle<()>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let cg = container.cgroup();
+    if cg.is_v2() {
+        return None;
+    }
+    let dir = cg.controller_dir("memory")?;
+    let control = std::fs::File::open(dir.join("memory.oom_control")).ok()?;
+    // SAFETY: eventfd returns a new descriptor or -1.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if efd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor we own.
+    let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+    std::fs::write(
+        dir.join("cgroup.event_control"),
+        format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()),
+    )
+    .ok()?;
+    // SAFETY: the AsyncFd owns the eventfd, deregistered before it closes.
+    let efd = unsafe { tokio::io::unix::AsyncFd::register(efd) }.ok()?;
+    let id = container.id().to_string();
+    Some(tokio::spawn(async move {
+        let _control = control;
+        loop {
+            let Ok(mut g) = efd.readable().await else {
+                return;
+            };
+            let mut buf = [0u8; 8];
+            match g.try_io(|fd| {
+                nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(8)) => {
+                    // The eventfd also fires when the cgroup is removed.
+                    if !dir.exists() {
+                        return;
+                    }
+                    let mut ev = containerd_shim_protos::events::task::TaskOOM::new();
+                    ev.container_id = id.clone();
+                    publisher.publish("/tasks/oom", &ev);
+                }
+                Ok(_) => return,
+                Err(_would_block) => continue,
+            }
+        }
+    }))
 }
 
 pub struct Service {
@@ -154,7 +218,7 @@ impl Service {
             };
             p.io = None;
             p.console = None;
-            let _ = p.exit.send(Some(exit));
+            p.exit.send_replace(Some(exit));
             let mut ev = TaskExit::new();
             ev.container_id = id.clone();
             ev.id = exec_id;
@@ -329,6 +393,7 @@ fn console_socket(id: &str) -> TResult<(PathBuf, runtime::console::ConsoleSocket
 
 fn new_proc(
     pid: i32,
+    exit: Option<watch::Sender<Option<Exit>>>,
     io: Option<ProcessIo>,
     console: Option<Console>,
     stdio: (&str, &str, &str),
@@ -336,7 +401,7 @@ fn new_proc(
 ) -> Proc {
     Proc {
         pid,
-        exit: watch::channel(None).0,
+        exit: exit.unwrap_or_else(|| watch::channel(None).0),
         io,
         console,
         stdin: stdio.0.into(),
@@ -406,8 +471,10 @@ impl Task for Service {
             log(&format!("{}: warning: {w}", req.id));
         }
         let pid = created.init.as_raw();
+        let oom_watch = watch_oom(&created.container, self.publisher.clone());
         let init = new_proc(
             pid,
+            None,
             io,
             relay,
             (&req.stdin, &req.stdout, &req.stderr),
@@ -422,6 +489,7 @@ impl Task for Service {
                 execs: HashMap::new(),
                 rootfs_mounted,
                 driver,
+                oom_watch,
             },
         );
         let mut ev = TaskCreate::new();
@@ -504,6 +572,7 @@ impl Task for Service {
         let pid = r.map_err(engine_err)?.pid.as_raw();
         e.proc = Some(new_proc(
             pid,
+            e.exit.take(),
             io,
             relay,
             (&e.stdin.clone(), &e.stdout.clone(), &e.stderr.clone()),
@@ -530,12 +599,13 @@ impl Task for Service {
                 let e = t.execs.get(&req.exec_id).ok_or_else(|| {
                     status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
                 })?;
-                match &e.proc {
-                    Some(p) => p.exit.subscribe(),
-                    None => {
+                match (&e.proc, &e.exit) {
+                    (Some(p), _) => p.exit.subscribe(),
+                    (None, Some(tx)) => tx.subscribe(),
+                    (None, None) => {
                         return Err(status(
                             Code::FAILED_PRECONDITION,
-                            format!("exec {} not started", req.exec_id),
+                            format!("exec {} has no process", req.exec_id),
                         ))
                     }
                 }
@@ -719,6 +789,7 @@ impl Task for Service {
                 stdout: req.stdout.clone(),
                 stderr: req.stderr.clone(),
                 terminal: req.terminal,
+                exit: Some(watch::channel(None).0),
                 proc: None,
             },
         );

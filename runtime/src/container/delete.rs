@@ -21,14 +21,53 @@ pub fn delete(c: &Container, force: bool) -> Result<()> {
     crate::debug::phase("delete: cgroup");
     c.cgroup().destroy()?;
     crate::debug::phase("delete: state");
+    // Re-read: another task on the same root may have handed us what it
+    // created since `c` was loaded (a long-lived caller keeps it loaded).
+    let fresh = c
+        .dir
+        .parent()
+        .and_then(|root| Container::load(root, c.id()).ok());
+    let c = fresh.as_ref().unwrap_or(c);
     if let Some(p) = &c.state.chroot {
-        crate::sys::chroot::undo(&c.state.rootfs, p);
+        release_root(c, p);
     }
     std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))?;
     if let Some(sandbox) = &c.state.sandbox {
         remove_sandbox_if_unused(c, sandbox);
     }
     Ok(())
+}
+
+/// What the task created in its root goes with the last task using that
+/// root: another task on the same directory still has its mounts standing
+/// on those directories, so it inherits them.
+fn release_root(c: &Container, p: &crate::sys::chroot::Prepared) {
+    let heir = c.dir.parent().and_then(|root| {
+        super::list(root).ok()?.into_iter().find_map(|(id, other)| {
+            let other = other?;
+            (id != c.state.id
+                && other.state.rootfs == c.state.rootfs
+                && other.state.chroot.is_some()
+                && other.status() != Status::Stopped)
+                .then_some(other)
+        })
+    });
+    match heir {
+        Some(mut other) => {
+            if let Some(theirs) = other.state.chroot.as_mut() {
+                // Ours were made first: they are removed after theirs.
+                let mut created = p.created.clone();
+                created.retain(|x| !theirs.created.contains(x));
+                created.append(&mut theirs.created);
+                theirs.created = created;
+                theirs.created_root |= p.created_root;
+            }
+            if other.save().is_err() {
+                crate::sys::chroot::undo(&c.state.rootfs, p);
+            }
+        }
+        None => crate::sys::chroot::undo(&c.state.rootfs, p),
+    }
 }
 
 /// The last task of a sandbox takes its shared directory with it.

@@ -160,6 +160,17 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
 fn process_for(c: &Container, opts: &ExecOptions) -> Result<plan::ProcessPlan> {
     let mut p = requested_process(c, opts)?;
     p.seccomp = c.state.seccomp.clone();
+    // A task's exec'd processes see its driver environment (NOMAD_*), even
+    // when the caller built the process from the plain spec (containerd).
+    if c.state.chroot.is_some() {
+        for e in c.state.process.env().iter().flatten() {
+            let key = e.split('=').next().unwrap_or_default();
+            let set = p.env.iter().any(|x| x.split('=').next() == Some(key));
+            if key.starts_with("NOMAD_") && !set {
+                p.env.push(e.clone());
+            }
+        }
+    }
     crate::driver::apply_policy(&mut p, &opts.driver)?;
     Ok(p)
 }

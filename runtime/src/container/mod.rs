@@ -153,6 +153,12 @@ impl Container {
         }
     }
 
+    /// Writes the state back (after a change of what the container owns).
+    pub(crate) fn save(&self) -> Result<()> {
+        let json = serde_json::to_vec(&self.state).map_err(|e| Error::Init(e.to_string()))?;
+        write_atomic(&self.dir.join(STATE_FILE), &json)
+    }
+
     /// The OCI state document (`isoexec state`).
     pub fn oci_state(&self) -> serde_json::Value {
         let status = self.status();

@@ -1,0 +1,576 @@
+//! containerd-shim-isoexec-v1 under a real containerd (the distribution's),
+//! started by each test on a private config, sockets and state directory,
+//! and driven with `ctr` as a user would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+
+const RUNTIME: &str = "io.containerd.isoexec.v1";
+
+struct Containerd {
+    dir: TempDir,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Containerd {
+    fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// containerd with `env` (which its shims inherit).
+    fn start_with(env: &[(&str, &str)]) -> Self {
+        require_root();
+        for tool in ["containerd", "ctr"] {
+            assert!(
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success(),
+                "{tool} is not installed: `apt-get install containerd` (make test does)"
+            );
+        }
+        let dir = TempDir::new("isoexec-ctd");
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!(
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        let mut c = Containerd {
+            dir,
+            child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        c.spawn();
+        c
+    }
+
+    fn spawn(&mut self) {
+        let bin_dir = binary("containerd-shim-isoexec-v1")
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("containerd.log"))
+            .unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .env("PATH", path)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd");
+        self.child = Some(child);
+        assert!(
+            eventually(15, || self.ctr(&["version"]).status.success()),
+            "containerd did not come up: {}",
+            std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops containerd (SIGTERM, as a service manager would), leaving its
+    /// shims running.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: a signal to the containerd this harness started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("c.sock")
+    }
+
+    fn empty_root(&self) -> String {
+        self.dir.path().join("empty").display().to_string()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(self.sock())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running ctr")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.ctr(args);
+        assert!(
+            o.status.success(),
+            "ctr {args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    /// `ctr run` with isoexec on the empty root.
+    fn run(&self, flags: &[&str], id: &str, cmd: &[&str]) -> Output {
+        let root = self.empty_root();
+        // --rootfs is a switch: the directory is the first argument, and
+        // ctr reads no flag after it.
+        let mut args = vec!["run", "--runtime", RUNTIME];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--rootfs", &root]);
+        args.push(id);
+        args.extend_from_slice(cmd);
+        self.ctr(&args)
+    }
+
+    /// Shim processes serving this containerd (by their -address).
+    fn shims(&self) -> Vec<i32> {
+        let sock = self.sock().display().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("containerd-shim-isoexec-v1") && cmd.contains(&sock) && alive(*pid)
+            })
+            .collect()
+    }
+
+    fn bundle(&self, id: &str) -> PathBuf {
+        self.state()
+            .join("io.containerd.runtime.v2.task/default")
+            .join(id)
+    }
+
+    /// Nothing of task `id` left: shim, state, cgroup, mounts, socket.
+    fn assert_clean(&self, id: &str) {
+        assert!(
+            eventually(10, || self.shims().is_empty()),
+            "shims left: {:?}",
+            self.shims()
+        );
+        let isoexec_state = self.state().join("isoexec/default").join(id);
+        assert!(!isoexec_state.exists(), "{} left", isoexec_state.display());
+        for c in ["memory", "pids", "cpu", "freezer"] {
+            assert!(
+                !cgroup_dir(c, &format!("/default/{id}")).exists(),
+                "{c} cgroup of {id} left"
+            );
+        }
+        assert!(
+            mounts_under(self.dir.path()).is_empty(),
+            "{:?}",
+            mounts_under(self.dir.path())
+        );
+        assert_eq!(
+            std::fs::read_dir(self.dir.path().join("empty"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let tasks = stdout(&self.ctr(&["task", "ls", "-q"]));
+            for id in tasks.lines() {
+                let _ = self.ctr(&["task", "kill", "-s", "KILL", id]);
+                let _ = self.ctr(&["task", "rm", "-f", id]);
+            }
+            for id in stdout(&self.ctr(&["c", "ls", "-q"])).lines() {
+                let _ = self.ctr(&["c", "rm", id]);
+            }
+        }
+        self.stop();
+        for pid in self.shims() {
+            // SAFETY: a shim started for this harness's containerd.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn topics(events: &Path) -> Vec<String> {
+    std::fs::read_to_string(events)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("/tasks/"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// `ctr events` into a file while `f` runs.
+fn with_events(ctd: &Containerd, f: impl FnOnce()) -> Vec<String> {
+    let path = ctd.dir.path().join(unique("events"));
+    let mut child = Command::new("ctr")
+        .arg("-a")
+        .arg(ctd.sock())
+        .arg("events")
+        .stdout(std::fs::File::create(&path).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    f();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    topics(&path)
+}
+
+#[test]
+fn run_rm_runs_a_host_binary_with_no_image() {
+    let ctd = Containerd::start();
+    let o = ctd.run(
+        &["--rm"],
+        "hello",
+        &["sh", "-c", "echo hi; ls /usr/bin/env; exit 3"],
+    );
+    assert_eq!(stdout(&o), "hi\n/usr/bin/env\n", "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3));
+    ctd.assert_clean("hello");
+    assert!(ctd.ok(&["c", "ls", "-q"]).is_empty());
+}
+
+#[test]
+fn detached_task_exec_ps_metrics_pause_kill() {
+    let ctd = Containerd::start();
+    let o = ctd.run(
+        &["-d"],
+        "web",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ls = ctd.ok(&["task", "ls"]);
+    assert!(ls.contains("web") && ls.contains("RUNNING"), "{ls}");
+
+    let o = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "web",
+        "sh",
+        "-c",
+        "echo from-exec $NOMAD_TASK_DIR; exit 4",
+    ]);
+    assert_eq!(stdout(&o), "from-exec /local\n", "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+
+    let ps = ctd.ok(&["task", "ps", "web"]);
+    let init: String = ls
+        .lines()
+        .find(|l| l.starts_with("web"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .into();
+    assert!(ps.contains(&init), "{ps}");
+
+    let metrics = ctd.ok(&["task", "metrics", "web"]);
+    assert!(
+        metrics.contains("pids.current") && metrics.contains("memory.usage_in_bytes"),
+        "{metrics}"
+    );
+
+    ctd.ok(&["task", "pause", "web"]);
+    assert!(ctd.ok(&["task", "ls"]).contains("PAUSED"));
+    ctd.ok(&["task", "resume", "web"]);
+    assert!(ctd.ok(&["task", "ls"]).contains("RUNNING"));
+
+    ctd.ok(&["task", "kill", "-s", "TERM", "web"]);
+    assert!(eventually(5, || ctd
+        .ok(&["task", "ls"])
+        .contains("STOPPED")));
+    // A finished process cannot be signalled: NotFound, as containerd expects.
+    let e = stderr(&ctd.ctr(&["task", "kill", "-s", "KILL", "web"]));
+    assert!(
+        e.contains("not found") || e.contains("already finished"),
+        "{e}"
+    );
+    ctd.ok(&["task", "rm", "web"]);
+    ctd.ok(&["c", "rm", "web"]);
+    ctd.assert_clean("web");
+}
+
+#[test]
+fn events_in_order() {
+    let ctd = Containerd::start();
+    let got = with_events(&ctd, || {
+        assert!(ctd.run(&["-d"], "ev", &["sleep", "1000"]).status.success());
+        ctd.ok(&["task", "exec", "--exec-id", "x1", "ev", "true"]);
+        ctd.ok(&["task", "pause", "ev"]);
+        ctd.ok(&["task", "resume", "ev"]);
+        ctd.ok(&["task", "kill", "-s", "KILL", "ev"]);
+        assert!(eventually(5, || ctd
+            .ok(&["task", "ls"])
+            .contains("STOPPED")));
+        ctd.ok(&["task", "rm", "ev"]);
+    });
+    assert_eq!(
+        got,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit",
+            "/tasks/paused",
+            "/tasks/resumed",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+}
+
+#[test]
+fn memory_limit_kills_and_reports_oom() {
+    let ctd = Containerd::start();
+    let mut code = None;
+    let got = with_events(&ctd, || {
+        let o = ctd.run(
+            &["--rm", "--memory-limit", "33554432"],
+            "hog",
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        );
+        code = o.status.code();
+    });
+    assert_eq!(code, Some(137));
+    assert!(got.contains(&"/tasks/oom".to_string()), "{got:?}");
+    ctd.assert_clean("hog");
+}
+
+#[test]
+fn driver_policy_reaches_ctr() {
+    let ctd = Containerd::start();
+    let o = ctd.run(&["--rm", "--privileged"], "priv", &["true"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("driver does not allow the following capabilities"),
+        "{}",
+        stderr(&o)
+    );
+    // The driver config through the runtime options (ConfigPath).
+    let cfg = ctd.dir.path().join("deny.toml");
+    std::fs::write(&cfg, "denied_host_uids = \"0\"\n").unwrap();
+    let o = ctd.run(
+        &["--rm", "--runtime-config-path", cfg.to_str().unwrap()],
+        "denied",
+        &["true"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("running as uid 0 is disallowed"),
+        "{}",
+        stderr(&o)
+    );
+    // net_raw is in ctr's default set: dropped, and the task runs.
+    let o = ctd.run(
+        &["--rm"],
+        "caps",
+        &["sh", "-c", "grep CapBnd /proc/self/status"],
+    );
+    assert_eq!(stdout(&o), "CapBnd:\t00000000a80405fb\n", "{}", stderr(&o));
+    for id in ["priv", "denied", "caps"] {
+        ctd.assert_clean(id);
+    }
+}
+
+#[test]
+fn terminal_session() {
+    let ctd = Containerd::start();
+    let cmd = format!(
+        "ctr -a {} run -t --rm --runtime {RUNTIME} --rootfs {} tty1 sh -c 'tty; echo done'",
+        ctd.sock().display(),
+        ctd.empty_root()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(
+        out.contains("/dev/pts/0") && out.contains("done"),
+        "{out:?} {}",
+        stderr(&o)
+    );
+    ctd.assert_clean("tty1");
+}
+
+#[test]
+fn containerd_restart_keeps_the_task() {
+    let mut ctd = Containerd::start();
+    assert!(ctd
+        .run(&["-d"], "keep", &["sleep", "1000"])
+        .status
+        .success());
+    let shims = ctd.shims();
+    assert_eq!(shims.len(), 1);
+    ctd.restart();
+    assert_eq!(ctd.shims(), shims, "the shim outlived containerd");
+    assert!(ctd.ok(&["task", "ls"]).contains("RUNNING"));
+    assert_eq!(
+        stdout(&ctd.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "after",
+            "keep",
+            "echo",
+            "still here"
+        ])),
+        "still here\n"
+    );
+    ctd.ok(&["task", "kill", "-s", "KILL", "keep"]);
+    assert!(eventually(5, || ctd
+        .ok(&["task", "ls"])
+        .contains("STOPPED")));
+    ctd.ok(&["task", "rm", "keep"]);
+    ctd.ok(&["c", "rm", "keep"]);
+    ctd.assert_clean("keep");
+}
+
+#[test]
+fn killed_shim_leaves_nothing_after_delete() {
+    let ctd = Containerd::start();
+    assert!(ctd
+        .run(&["-d"], "orphan", &["sleep", "1000"])
+        .status
+        .success());
+    let ls = ctd.ok(&["task", "ls"]);
+    let init: i32 = ls
+        .lines()
+        .find(|l| l.starts_with("orphan"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let shim: i32 = std::fs::read_to_string(ctd.bundle("orphan").join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: the shim this test's containerd started.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    // containerd notices and runs the shim's delete.
+    assert!(eventually(10, || !ctd
+        .ok(&["task", "ls"])
+        .contains("orphan")));
+    let _ = ctd.ctr(&["task", "rm", "-f", "orphan"]);
+    ctd.ok(&["c", "rm", "orphan"]);
+    assert!(
+        eventually(5, || !alive(init)),
+        "the task's process outlived its shim's delete"
+    );
+    ctd.assert_clean("orphan");
+    let sockets: Vec<_> = std::fs::read_dir("/run/containerd/s")
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    let ours = std::fs::read_to_string(ctd.bundle("orphan").join("address")).unwrap_or_default();
+    assert!(!sockets
+        .iter()
+        .any(|e| ours.ends_with(&e.file_name().to_string_lossy().to_string())));
+}
+
+#[test]
+fn one_sandbox_one_shim_one_alloc() {
+    let ctd = Containerd::start();
+    let ann = ["--annotation", "io.isoexec.sandbox=pod-1", "-d"];
+    assert!(ctd
+        .run(
+            &ann,
+            "a",
+            &["sh", "-c", "echo shared > /alloc/msg; sleep 1000"]
+        )
+        .status
+        .success());
+    assert!(ctd.run(&ann, "b", &["sleep", "1000"]).status.success());
+    assert_eq!(ctd.shims().len(), 1, "one shim serves the sandbox");
+    let addr = |id: &str| std::fs::read_to_string(ctd.bundle(id).join("address")).unwrap();
+    assert_eq!(addr("a"), addr("b"));
+    let mut out = String::new();
+    assert!(
+        eventually(5, || {
+            out = stdout(&ctd.ctr(&[
+                "task",
+                "exec",
+                "--exec-id",
+                unique("r").as_str(),
+                "b",
+                "cat",
+                "/alloc/msg",
+            ]));
+            out == "shared\n"
+        }),
+        "{out:?}"
+    );
+    // The shim stays while one task is left, and goes with the last.
+    ctd.ok(&["task", "kill", "-s", "KILL", "a"]);
+    assert!(eventually(5, || ctd
+        .ok(&["task", "ls"])
+        .lines()
+        .any(|l| l.starts_with("a ") && l.contains("STOPPED"))));
+    ctd.ok(&["task", "rm", "a"]);
+    ctd.ok(&["c", "rm", "a"]);
+    assert_eq!(ctd.shims().len(), 1);
+    assert_eq!(
+        stdout(&ctd.ctr(&["task", "exec", "--exec-id", "late", "b", "echo", "ok"])),
+        "ok\n"
+    );
+    ctd.ok(&["task", "kill", "-s", "KILL", "b"]);
+    assert!(eventually(5, || ctd
+        .ok(&["task", "ls"])
+        .contains("STOPPED")));
+    ctd.ok(&["task", "rm", "b"]);
+    ctd.ok(&["c", "rm", "b"]);
+    ctd.assert_clean("a");
+    ctd.assert_clean("b");
+    assert!(!ctd
+        .state()
+        .join("isoexec/default/.sandboxes/pod-1")
+        .exists());
+}
