@@ -49,6 +49,7 @@ bench: deps release
 
 install: release
 	install -D -m 0755 $(RELEASE)/isoexec $(DESTDIR)$(PREFIX)/bin/isoexec
+	install -D -m 0755 $(RELEASE)/containerd-shim-isoexec-v1 $(DESTDIR)$(PREFIX)/bin/containerd-shim-isoexec-v1
 
 clean:
 	$(CARGO) clean

@@ -83,6 +83,9 @@ struct Result {
     target: Option<f64>,
     /// An absolute bound on a's median, when the scenario has one.
     max_a: Option<Duration>,
+    /// What the samples measure: "ms" (durations), or "MiB" (memory,
+    /// carried as Duration::from_micros(KiB) and shown converted).
+    unit: &'static str,
 }
 
 fn run_steps(steps: &[Step]) -> Duration {
@@ -110,6 +113,22 @@ fn median(v: &[Duration]) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// A sample as a number in its row's unit.
+fn value(d: Duration, unit: &str) -> f64 {
+    match unit {
+        "MiB" => d.as_micros() as f64 / 1024.0,
+        _ => d.as_secs_f64() * 1e3,
+    }
+}
+
+/// A sample in its row's unit.
+fn show(d: Duration, unit: &str) -> String {
+    match unit {
+        "MiB" => format!("{:.1} MiB", d.as_micros() as f64 / 1024.0),
+        _ => format!("{} ms", ms(d)),
+    }
 }
 
 fn busybox_bundle(dir: &Path) {
@@ -245,8 +264,10 @@ fn main() {
             b: bb,
             target: Some(sc.target),
             max_a: None,
+            unit: "ms",
         });
     }
+    results.extend(containerd_scenarios(&work, &o, &bundle));
     results.extend(chroot_scenarios(&work, &o));
     let _ = std::fs::remove_dir_all(&work);
 
@@ -256,29 +277,33 @@ fn main() {
         "machine: {machine}\nruns: {} per side (after {} warm-up), alternating\n\n",
         o.runs, o.warmup
     ));
-    md.push_str("| scenario | isoexec median ms (min–max) | baseline | baseline median ms (min–max) | ratio | target | met |\n");
+    md.push_str("| scenario | isoexec median (min–max) | baseline | baseline median (min–max) | ratio | target | met |\n");
     md.push_str("|---|---|---|---|---|---|---|\n");
     let mut json = Vec::new();
     for r in &results {
         let (ma, mb) = (median(&r.a), median(&r.b));
         let ratio = ma.as_secs_f64() / mb.as_secs_f64();
         let met = r.target.is_none_or(|t| ratio <= t) && r.max_a.is_none_or(|m| ma <= m);
+        let bound = |m: Duration| match r.unit {
+            "MiB" => format!("{} MiB", m.as_micros() / 1024),
+            _ => format!("{} ms", m.as_millis()),
+        };
         let target = match (r.target, r.max_a) {
-            (Some(t), Some(m)) => format!("≤ {t} and ≤ {} ms", m.as_millis()),
+            (Some(t), Some(m)) => format!("≤ {t} and ≤ {}", bound(m)),
             (Some(t), None) => format!("≤ {t}"),
-            (None, Some(m)) => format!("≤ {} ms", m.as_millis()),
+            (None, Some(m)) => format!("≤ {}", bound(m)),
             (None, None) => "(context)".to_string(),
         };
         md.push_str(&format!(
             "| {} | {} ({}–{}) | {} | {} ({}–{}) | {:.4} | {} | {} |\n",
             r.name,
-            ms(ma),
-            ms(*r.a.iter().min().unwrap()),
-            ms(*r.a.iter().max().unwrap()),
+            show(ma, r.unit),
+            show(*r.a.iter().min().unwrap(), r.unit),
+            show(*r.a.iter().max().unwrap(), r.unit),
             r.b_name,
-            ms(mb),
-            ms(*r.b.iter().min().unwrap()),
-            ms(*r.b.iter().max().unwrap()),
+            show(mb, r.unit),
+            show(*r.b.iter().min().unwrap(), r.unit),
+            show(*r.b.iter().max().unwrap(), r.unit),
             ratio,
             target,
             match (met, r.target.is_some() || r.max_a.is_some()) {
@@ -289,9 +314,10 @@ fn main() {
         ));
         json.push(serde_json::json!({
             "scenario": r.name, "isoexec": r.a_name, "baseline": r.b_name,
-            "isoexec_median_ms": ma.as_secs_f64() * 1e3, "baseline_median_ms": mb.as_secs_f64() * 1e3,
-            "isoexec_ms": r.a.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>(),
-            "baseline_ms": r.b.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>(),
+            "unit": r.unit,
+            "isoexec_median": value(ma, r.unit), "baseline_median": value(mb, r.unit),
+            "isoexec": r.a.iter().map(|d| value(*d, r.unit)).collect::<Vec<_>>(),
+            "baseline": r.b.iter().map(|d| value(*d, r.unit)).collect::<Vec<_>>(),
             "ratio": ratio, "target": r.target, "max_ms": r.max_a.map(|m| m.as_millis()), "met": met,
         }));
     }
@@ -305,6 +331,202 @@ fn main() {
     )
     .unwrap();
     eprintln!("written: {0}/report.md, {0}/report.json", o.out.display());
+}
+
+/// A containerd of the bench's own (private config, sockets and state),
+/// with the built shim on its PATH. Killed on drop.
+struct Containerd {
+    child: std::process::Child,
+    sock: PathBuf,
+}
+
+impl Containerd {
+    fn start(work: &Path, bin_dir: &Path) -> Option<Containerd> {
+        which("containerd")?;
+        let dir = work.join("ctd");
+        std::fs::create_dir_all(&dir).ok()?;
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n"
+            ),
+        )
+        .ok()?;
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let c = Containerd {
+            child,
+            sock: dir.join("c.sock"),
+        };
+        for _ in 0..150 {
+            if c.ctr(&["version"]).is_some_and(|o| o.status.success()) {
+                return Some(c);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    fn ctr(&self, args: &[&str]) -> Option<std::process::Output> {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&self.sock)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    }
+
+    fn steps(&self, args: &[&str]) -> Step {
+        let mut s: Step = vec!["ctr".into(), "-a".into(), self.sock.display().to_string()];
+        s.extend(args.iter().map(|a| a.to_string()));
+        s
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident and proportional memory of a process, in KiB.
+fn memory_kib(pid: i32) -> (u64, u64) {
+    let field = |file: &str, key: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("status", "VmRSS:"), field("smaps_rollup", "Pss:"))
+}
+
+/// The pid of the shim (by binary name) serving this containerd.
+fn shim_pid(ctd: &Containerd, name: &str) -> Option<i32> {
+    let sock = ctd.sock.display().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?)
+            .into_owned();
+        (cmd.contains(name) && cmd.contains(&sock)).then_some(pid)
+    })
+}
+
+/// `ctr run --rm` of /bin/true through each shim on the same busybox root,
+/// and each shim's memory with one task running.
+fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
+    let Some(ctd) = Containerd::start(work, &o.bin_dir) else {
+        eprintln!("containerd is not installed or did not start: skipping the shim scenarios");
+        return vec![];
+    };
+    let ctd = std::rc::Rc::new(ctd);
+    let rootfs = bundle.join("rootfs").display().to_string();
+    let runs = (o.runs / 2).max(5);
+    let mut out = Vec::new();
+    eprintln!("ctr run --rm /bin/true: isoexec vs runc-v2, {runs} runs each");
+    let side = |runtime: &'static str,
+                extra: &'static [&'static str]|
+     -> Box<dyn Fn(usize) -> Vec<Step>> {
+        let (ctd, rootfs) = (ctd.clone(), rootfs.clone());
+        Box::new(move |n| {
+            let id = format!("{}-{n}", runtime.rsplit('.').nth(1).unwrap_or("x"));
+            let mut args = vec!["run", "--rm", "--runtime", runtime];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["--rootfs", &rootfs, &id, "/bin/true"]);
+            vec![ctd.steps(&args)]
+        })
+    };
+    let sc = Scenario {
+        name: "ctr run --rm /bin/true",
+        target: 0.33,
+        a: Side {
+            name: "isoexec shim".into(),
+            steps: side(
+                "io.containerd.isoexec.v1",
+                &["--annotation", "io.isoexec.chroot_env=none"],
+            ),
+        },
+        b: Side {
+            name: "runc-v2 shim".into(),
+            steps: side("io.containerd.runc.v2", &[]),
+        },
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for n in 0..runs + 3 {
+        let ta = run_steps(&(sc.a.steps)(n));
+        let tb = run_steps(&(sc.b.steps)(n));
+        if n >= 3 {
+            a.push(ta);
+            b.push(tb);
+        }
+    }
+    out.push(Result {
+        name: sc.name.to_string(),
+        a_name: sc.a.name.clone(),
+        b_name: sc.b.name.clone(),
+        a,
+        b,
+        target: Some(sc.target),
+        max_a: None,
+        unit: "ms",
+    });
+
+    // Memory of each shim with one task running.
+    let mut mem = Vec::new();
+    for (runtime, name, extra) in [
+        (
+            "io.containerd.isoexec.v1",
+            "containerd-shim-isoexec-v1",
+            vec!["--annotation", "io.isoexec.chroot_env=none"],
+        ),
+        ("io.containerd.runc.v2", "containerd-shim-runc-v2", vec![]),
+    ] {
+        let id = format!("mem-{name}");
+        let mut args = vec!["run", "-d", "--runtime", runtime];
+        args.extend_from_slice(&extra);
+        args.extend_from_slice(&["--rootfs", &rootfs, &id, "/bin/sh", "-c", "read x"]);
+        let _ = ctd.ctr(&args);
+        std::thread::sleep(Duration::from_millis(500));
+        mem.push(shim_pid(&ctd, name).map(memory_kib).unwrap_or((0, 0)));
+        let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &id]);
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = ctd.ctr(&["task", "rm", "-f", &id]);
+        let _ = ctd.ctr(&["c", "rm", &id]);
+    }
+    out.push(Result {
+        name: format!(
+            "shim memory with one task running (PSS {:.1} vs {:.1} MiB)",
+            mem[0].1 as f64 / 1024.0,
+            mem[1].1 as f64 / 1024.0
+        ),
+        a_name: "isoexec shim RSS".into(),
+        b_name: "runc-v2 shim RSS".into(),
+        a: vec![Duration::from_micros(mem[0].0)],
+        b: vec![Duration::from_micros(mem[1].0)],
+        target: None,
+        // 3 MiB, in the KiB-as-microseconds carrier.
+        max_a: Some(Duration::from_micros(3 * 1024)),
+        unit: "MiB",
+    });
+    out
 }
 
 /// Assembling a task's root from host directories, the engine's own code
@@ -374,6 +596,7 @@ fn chroot_scenarios(work: &Path, o: &Opts) -> Vec<Result> {
                 b,
                 target: ratio_target.filter(|_| mode == ChrootMode::Bind),
                 max_a: (mode == ChrootMode::Bind).then(|| Duration::from_millis(5)),
+                unit: "ms",
             });
         }
     }

@@ -75,12 +75,6 @@ fn open_output(uri: &str, keep: &mut Vec<File>) -> std::io::Result<File> {
             .custom_flags(libc::O_CLOEXEC)
             .open(path);
     }
-    if uri.starts_with("binary://") {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            format!("{uri}: binary:// log drivers are not supported yet; use a fifo or file://"),
-        ));
-    }
     let path = uri.strip_prefix("fifo://").unwrap_or(uri);
     // O_RDWR never blocks on a fifo; it is also the read side we keep.
     let rw = OpenOptions::new()
@@ -96,8 +90,64 @@ fn open_output(uri: &str, keep: &mut Vec<File>) -> std::io::Result<File> {
     Ok(w)
 }
 
+/// containerd's binary log driver: the binary gets the process's stdout and
+/// stderr as descriptors 3 and 4 and closes descriptor 5 when it is ready;
+/// the URI's query parameters are its arguments. Returns the write sides.
+fn start_logger(uri: &str, id: &str, namespace: &str) -> std::io::Result<(File, File)> {
+    use std::os::unix::process::CommandExt;
+    let rest = uri.trim_start_matches("binary://");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut args = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        args.push(k.to_string());
+        if !v.is_empty() {
+            args.push(v.to_string());
+        }
+    }
+    let pipe = || -> std::io::Result<(OwnedFd, OwnedFd)> {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    let mut cmd = std::process::Command::new(path);
+    cmd.args(&args)
+        .env("CONTAINER_ID", id)
+        .env("CONTAINER_NAMESPACE", namespace)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec the child only calls dup2.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, fd) in fds.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("log driver {path}: {e}")))?;
+    drop((out_r, err_r, ready_w));
+    // Ready when the driver closes (or writes to) descriptor 5.
+    let mut b = [0u8; 1];
+    let _ = nix::unistd::read(&ready_r, &mut b);
+    Ok((File::from(out_w), File::from(err_w)))
+}
+
 impl ProcessIo {
-    pub fn open(stdin: &str, stdout: &str, stderr: &str) -> std::io::Result<Self> {
+    /// Opens a process's IO; `id`/`namespace` name it to a binary log driver.
+    pub fn open(
+        stdin: &str,
+        stdout: &str,
+        stderr: &str,
+        id: &str,
+        namespace: &str,
+    ) -> std::io::Result<Self> {
         let mut keep = Vec::new();
         let (stdin_child, stdin_writer) = if stdin.is_empty() {
             (dev_null(false)?, None)
@@ -113,11 +163,16 @@ impl ProcessIo {
                 .open(stdin)?;
             (reader, Some(writer))
         };
-        let out = open_output(stdout, &mut keep)?;
-        let err = if stderr.is_empty() && stdout.is_empty() {
-            dev_null(true)?
+        let (out, err) = if stdout.starts_with("binary://") {
+            start_logger(stdout, id, namespace)?
         } else {
-            open_output(stderr, &mut keep)?
+            let out = open_output(stdout, &mut keep)?;
+            let err = if stderr.is_empty() && stdout.is_empty() {
+                dev_null(true)?
+            } else {
+                open_output(stderr, &mut keep)?
+            };
+            (out, err)
         };
         Ok(ProcessIo {
             child: [stdin_child.into(), out.into(), err.into()],

@@ -166,6 +166,7 @@ fn watch_oom(container: &Container, publisher: Publisher) -> Option<tokio::task:
 
 pub struct Service {
     root: PathBuf,
+    namespace: String,
     publisher: Publisher,
     tasks: Mutex<HashMap<String, TaskEntry>>,
     shutdown: Notify,
@@ -176,6 +177,7 @@ impl Service {
         let root = crate::state_root(&args.bundle, &args.namespace);
         Arc::new(Service {
             root,
+            namespace: args.namespace.clone(),
             publisher,
             tasks: Mutex::new(HashMap::new()),
             shutdown: Notify::new(),
@@ -437,8 +439,14 @@ impl Task for Service {
         let (io, console) = if req.terminal {
             (None, Some(console_socket(&req.id).map_err(undo_mount)?))
         } else {
-            let io = ProcessIo::open(&req.stdin, &req.stdout, &req.stderr)
-                .map_err(|e| undo_mount(status(Code::INVALID_ARGUMENT, format!("task io: {e}"))))?;
+            let io = ProcessIo::open(
+                &req.stdin,
+                &req.stdout,
+                &req.stderr,
+                &req.id,
+                &self.namespace,
+            )
+            .map_err(|e| undo_mount(status(Code::INVALID_ARGUMENT, format!("task io: {e}"))))?;
             (Some(io), None)
         };
         let opts = CreateOptions {
@@ -537,7 +545,7 @@ impl Task for Service {
         } else {
             (
                 Some(
-                    ProcessIo::open(&e.stdin, &e.stdout, &e.stderr)
+                    ProcessIo::open(&e.stdin, &e.stdout, &e.stderr, &req.id, &self.namespace)
                         .map_err(|err| status(Code::INVALID_ARGUMENT, format!("exec io: {err}")))?,
                 ),
                 None,

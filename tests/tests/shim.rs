@@ -574,3 +574,60 @@ fn one_sandbox_one_shim_one_alloc() {
         .join("isoexec/default/.sandboxes/pod-1")
         .exists());
 }
+
+#[test]
+fn log_uris_file_and_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctd = Containerd::start();
+    let dir = ctd.dir.path();
+    // file://: the task's output goes to the file.
+    let log = dir.join("task.log");
+    let uri = format!("file://{}", log.display());
+    let o = ctd.run(
+        &["--rm", "--log-uri", &uri],
+        "flog",
+        &["sh", "-c", "echo to-file; echo err-to-file >&2"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("to-file\n") && text.contains("err-to-file\n"),
+        "{text:?}"
+    );
+
+    // binary://: a log driver gets stdout on 3, stderr on 4, and its
+    // arguments from the query.
+    let out = dir.join("driver.out");
+    let driver = dir.join("driver.sh");
+    std::fs::write(
+        &driver,
+        format!(
+            "#!/bin/sh\nexec 5>&-\necho \"args: $* id: $CONTAINER_ID ns: $CONTAINER_NAMESPACE\" > {o}\n\
+             cat <&3 >> {o} &\ncat <&4 >> {o}\nwait\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&driver, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uri = format!("binary://{}?tag=demo", driver.display());
+    let o = ctd.run(
+        &["--rm", "--log-uri", &uri],
+        "blog",
+        &["sh", "-c", "echo via-driver"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut text = String::new();
+    assert!(
+        eventually(5, || {
+            text = std::fs::read_to_string(&out).unwrap_or_default();
+            text.contains("via-driver")
+        }),
+        "{text:?}"
+    );
+    assert!(
+        text.starts_with("args: tag demo id: blog ns: default"),
+        "{text:?}"
+    );
+    ctd.assert_clean("flog");
+    ctd.assert_clean("blog");
+}
