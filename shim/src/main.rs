@@ -14,7 +14,6 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -164,55 +163,49 @@ fn start(args: &ShimArgs) -> Result<(), String> {
     }
     let listener =
         UnixListener::bind(&sock).map_err(|e| format!("listening on {}: {e}", sock.display()))?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args([
-        "-namespace",
-        &args.namespace,
-        "-id",
-        &args.id,
-        "-address",
-        &args.address,
-    ])
-    .arg("-bundle")
-    .arg(&args.bundle)
-    .current_dir(&args.bundle)
-    // containerd waits for start's stdout and stderr to close: the
-    // server must not keep them.
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
-    if !args.publish_binary.is_empty() {
-        cmd.args(["-publish-binary", &args.publish_binary]);
-    }
-    if args.debug {
-        cmd.arg("-debug");
-    }
-    let fd = listener.as_raw_fd();
-    // SAFETY: between fork and exec the child only calls setsid and dup2.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            // dup2 onto itself keeps close-on-exec: clear it instead.
-            let r = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
+    // The server is this process, forked (no second exec of the binary):
+    // start is single-threaded here, nothing is running yet.
+    // SAFETY: single-threaded; the child runs the server and exits.
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("starting the shim server: {e}"))? {
+        nix::unistd::ForkResult::Child => {
+            // containerd waits for start's stdout and stderr to close: the
+            // server must not keep them.
+            let detached = nix::unistd::setsid().is_ok() && stdio_to_null().is_ok();
+            let code = if detached {
+                match serve_on(args, listener.as_raw_fd()) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        io::log(&format!("shim server: {e}"));
+                        1
+                    }
+                }
             } else {
-                libc::dup2(fd, 3)
+                1
             };
-            if r < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+            std::process::exit(code);
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(listener);
+            let _ = std::fs::write(args.bundle.join("shim.pid"), child.to_string());
+        }
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("starting the shim server: {e}"))?;
-    drop(listener);
-    let _ = std::fs::write(args.bundle.join("shim.pid"), child.id().to_string());
     write_address()?;
     print!("{address}");
     let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+fn stdio_to_null() -> std::io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 
@@ -244,31 +237,37 @@ fn delete(args: &ShimArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The server: a single-threaded runtime (so the engine may fork), serving
-/// the Task service under containerd's 1.6/1.7 and 2.x names on the socket
-/// `start` handed over as descriptor 3.
+/// The server run directly (no action): on a listening socket passed as
+/// descriptor 3.
 fn serve(args: &ShimArgs) -> Result<(), String> {
+    serve_on(args, 3)
+}
+
+/// The server: a single-threaded runtime (so the engine may fork), serving
+/// the Task service under containerd's 1.6/1.7 and 2.x names on the
+/// listening socket `fd`.
+fn serve_on(args: &ShimArgs, fd: std::os::fd::RawFd) -> Result<(), String> {
     io::open_log(&args.bundle);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        // SAFETY: descriptor 3 is the listening socket `start` passed.
-        let sock_path = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
+        // SAFETY: `fd` is the listening socket.
+        let sock_path = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
         let sock_path = {
             let p = sock_path
                 .local_addr()
                 .ok()
                 .and_then(|a| a.as_pathname().map(Path::to_path_buf));
-            std::mem::forget(sock_path); // the server takes descriptor 3
+            std::mem::forget(sock_path); // the server takes the descriptor
             p
         };
         let (publisher, events_task) = events::Publisher::start(&args.namespace);
         let svc = service::Service::new(args.clone(), publisher.clone());
         let services = service::register(svc.clone());
-        // SAFETY: descriptor 3 is a listening unix socket, owned by the server from here.
-        let mut server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(3) }
+        // SAFETY: `fd` is a listening unix socket, owned by the server from here.
+        let mut server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(fd) }
             .map_err(|e| e.to_string())?
             .register_service(services);
         // Registered before the first task is forked, so no exit is missed.
