@@ -2,7 +2,7 @@
 //! address containerd gives in TTRPC_ADDRESS (Events/Forward).
 
 use containerd_shim_protos::protobuf::well_known_types::{any::Any, timestamp::Timestamp};
-use containerd_shim_protos::protobuf::{MessageField, MessageFull};
+use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::EventsClient;
@@ -26,12 +26,23 @@ pub fn now() -> Timestamp {
     t
 }
 
-/// The Any of an event message: containerd's type URL is the proto name.
-fn any_of<M: MessageFull>(m: &M) -> Any {
-    let mut a = Any::new();
-    a.type_url = M::descriptor().full_name().to_string();
-    a.value = m.write_to_bytes().unwrap_or_default();
-    a
+/// The event type of each topic the shim publishes. containerd's type URL
+/// is the message's proto name; naming it here keeps protobuf reflection
+/// (its descriptors are parsed into the heap on first use) out of the
+/// long-lived shim.
+pub fn type_url(topic: &str) -> &'static str {
+    match topic {
+        "/tasks/create" => "containerd.events.TaskCreate",
+        "/tasks/start" => "containerd.events.TaskStart",
+        "/tasks/exit" => "containerd.events.TaskExit",
+        "/tasks/delete" => "containerd.events.TaskDelete",
+        "/tasks/exec-added" => "containerd.events.TaskExecAdded",
+        "/tasks/exec-started" => "containerd.events.TaskExecStarted",
+        "/tasks/paused" => "containerd.events.TaskPaused",
+        "/tasks/resumed" => "containerd.events.TaskResumed",
+        "/tasks/oom" => "containerd.events.TaskOOM",
+        _ => "",
+    }
 }
 
 impl Publisher {
@@ -80,11 +91,40 @@ impl Publisher {
         (Publisher { tx }, task)
     }
 
-    pub fn publish<M: MessageFull>(&self, topic: &'static str, event: &M) {
-        let _ = self.tx.send(Some((topic, any_of(event))));
+    pub fn publish<M: Message>(&self, topic: &'static str, event: &M) {
+        let mut a = Any::new();
+        a.type_url = type_url(topic).to_string();
+        a.value = event.write_to_bytes().unwrap_or_default();
+        let _ = self.tx.send(Some((topic, a)));
     }
 
     pub fn close(&self) {
         let _ = self.tx.send(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::events::task::*;
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    #[test]
+    fn type_urls_are_the_event_messages_names() {
+        let pairs = [
+            ("/tasks/create", TaskCreate::descriptor()),
+            ("/tasks/start", TaskStart::descriptor()),
+            ("/tasks/exit", TaskExit::descriptor()),
+            ("/tasks/delete", TaskDelete::descriptor()),
+            ("/tasks/exec-added", TaskExecAdded::descriptor()),
+            ("/tasks/exec-started", TaskExecStarted::descriptor()),
+            ("/tasks/paused", TaskPaused::descriptor()),
+            ("/tasks/resumed", TaskResumed::descriptor()),
+            ("/tasks/oom", TaskOOM::descriptor()),
+        ];
+        for (topic, d) in pairs {
+            assert_eq!(type_url(topic), d.full_name(), "{topic}");
+        }
+        assert_eq!(type_url("/tasks/unknown"), "");
     }
 }
