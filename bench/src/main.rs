@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct Opts {
+    /// Run only the scenarios whose name contains this.
+    only: Option<String>,
     runs: usize,
     warmup: usize,
     bin_dir: PathBuf,
@@ -17,6 +19,7 @@ struct Opts {
 
 fn parse_args() -> Opts {
     let mut o = Opts {
+        only: None,
         runs: 40,
         warmup: 5,
         bin_dir: PathBuf::from("target/release"),
@@ -41,8 +44,10 @@ fn parse_args() -> Opts {
             }
             "--bin-dir" => o.bin_dir = PathBuf::from(val()),
             "--out" => o.out = PathBuf::from(val()),
+            "--only" => o.only = Some(val()),
             "-h" | "--help" => {
-                println!("isoexec-bench [--runs N] [--warmup N] [--bin-dir DIR] [--out DIR]");
+                println!("isoexec-bench [--runs N] [--warmup N] [--bin-dir DIR] [--out DIR] [--only NAME]");
+                println!("  --only NAME: the scenarios whose name contains NAME (run, ctr, memory, chroot_env)");
                 std::process::exit(0);
             }
             _ => die(&format!("unknown argument {a}")),
@@ -241,8 +246,9 @@ fn main() {
         },
     ];
 
+    let wanted = |name: &str| o.only.as_deref().is_none_or(|w| name.contains(w));
     let mut results = Vec::new();
-    for sc in &scenarios {
+    for sc in scenarios.iter().filter(|sc| wanted(sc.name)) {
         eprintln!(
             "{}: {} warm-up + {} runs each, alternating",
             sc.name, o.warmup, o.runs
@@ -267,8 +273,12 @@ fn main() {
             unit: "ms",
         });
     }
-    results.extend(containerd_scenarios(&work, &o, &bundle));
-    results.extend(chroot_scenarios(&work, &o));
+    if wanted("ctr run --rm /bin/true") || wanted("shim memory") {
+        results.extend(containerd_scenarios(&work, &o, &bundle));
+    }
+    if wanted("chroot_env assembly") {
+        results.extend(chroot_scenarios(&work, &o));
+    }
     let _ = std::fs::remove_dir_all(&work);
 
     let machine = machine();
