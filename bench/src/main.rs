@@ -207,7 +207,7 @@ fn main() {
         ]
     };
 
-    let scenarios = vec![
+    let scenarios = [
         Scenario {
             name: "run /bin/true (CLI)",
             target: 0.25,
