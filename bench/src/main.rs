@@ -273,7 +273,7 @@ fn main() {
             unit: "ms",
         });
     }
-    if wanted("ctr run --rm /bin/true") || wanted("shim memory") {
+    if wanted("ctr run --rm /bin/true") || wanted("ctr task exec") || wanted("shim memory") {
         results.extend(containerd_scenarios(&work, &o, &bundle));
     }
     if wanted("chroot_env assembly") {
@@ -340,7 +340,8 @@ fn main() {
             .unwrap(),
     )
     .unwrap();
-    eprintln!("written: {0}/report.md, {0}/report.json", o.out.display());
+    std::fs::write(o.out.join("report.svg"), svg(&results)).unwrap();
+    eprintln!("written: {0}/report.md, {0}/report.json, {0}/report.svg", o.out.display());
 }
 
 /// A containerd of the bench's own (private config, sockets and state),
@@ -495,6 +496,47 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
         a,
         b,
         target: Some(sc.target),
+        max_a: None,
+        unit: "ms",
+    });
+
+    // exec into a running task: one task per runtime, then execs alternating.
+    eprintln!("ctr task exec true: isoexec vs runc-v2, {runs} runs each");
+    let runtimes: [(&str, &[&str]); 2] = [
+        ("io.containerd.isoexec.v1", &["--annotation", "io.isoexec.chroot_env=none"]),
+        ("io.containerd.runc.v2", &[]),
+    ];
+    for (i, (runtime, extra)) in runtimes.iter().enumerate() {
+        let id = format!("exec-target-{i}");
+        let mut args = vec!["run", "-d", "--runtime", runtime];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--rootfs", &rootfs, &id, "/bin/sh", "-c", "read x"]);
+        let _ = ctd.ctr(&args);
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for n in 0..runs + 3 {
+        let exec = |i: usize| vec![ctd.steps(&["task", "exec", "--exec-id", &format!("e{n}"), &format!("exec-target-{i}"), "/bin/true"])];
+        let ta = run_steps(&exec(0));
+        let tb = run_steps(&exec(1));
+        if n >= 3 {
+            a.push(ta);
+            b.push(tb);
+        }
+    }
+    for i in 0..2 {
+        let id = format!("exec-target-{i}");
+        let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &id]);
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = ctd.ctr(&["task", "rm", "-f", &id]);
+        let _ = ctd.ctr(&["c", "rm", &id]);
+    }
+    out.push(Result {
+        name: "ctr task exec /bin/true".to_string(),
+        a_name: "isoexec shim".into(),
+        b_name: "runc-v2 shim".into(),
+        a,
+        b,
+        target: Some(0.33),
         max_a: None,
         unit: "ms",
     });
@@ -690,6 +732,60 @@ fn count_entries(p: &Path) -> usize {
     1 + std::fs::read_dir(p)
         .map(|d| d.flatten().map(|e| count_entries(&e.path())).sum::<usize>())
         .unwrap_or(0)
+}
+
+/// The samples of every scenario as a picture: one row each, isoexec's
+/// samples (blue) over the baseline's (grey), each a dot, the median a bar,
+/// on the row's own scale from 0 to its largest sample.
+fn svg(results: &[Result]) -> String {
+    let (w, label_w, row_h) = (1000.0, 330.0, 56.0);
+    let plot_w = w - label_w - 30.0;
+    let h = 40.0 + row_h * results.len() as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"14\">isoexec (blue) vs baseline (grey): every sample a dot, the median a bar; each row on its own scale</text>\n"
+    );
+    let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    for (i, r) in results.iter().enumerate() {
+        let y0 = 40.0 + row_h * i as f64;
+        let max = r.a.iter().chain(&r.b).map(|d| value(*d, r.unit)).fold(0.0f64, f64::max).max(1e-9);
+        let x = |v: f64| label_w + plot_w * v / max;
+        let name: String = r.name.chars().take(48).collect();
+        out.push_str(&format!(
+            "<text x=\"10\" y=\"{}\">{}</text>\n<text x=\"10\" y=\"{}\" fill=\"#666\">0 to {:.2} {}</text>\n",
+            y0 + 20.0,
+            esc(&name),
+            y0 + 36.0,
+            max,
+            r.unit
+        ));
+        for (samples, dy, color) in [(&r.a, 14.0, "#1f6fd1"), (&r.b, 34.0, "#888888")] {
+            let y = y0 + dy;
+            for d in samples.iter() {
+                out.push_str(&format!(
+                    "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{color}\" fill-opacity=\"0.45\"/>\n",
+                    x(value(*d, r.unit))
+                ));
+            }
+            if !samples.is_empty() {
+                let m = x(value(median(samples), r.unit));
+                out.push_str(&format!(
+                    "<line x1=\"{m:.1}\" x2=\"{m:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"3\"/>\n",
+                    y - 8.0,
+                    y + 8.0
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "<line x1=\"{label_w}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\n",
+            label_w + plot_w,
+            y0 + row_h - 4.0,
+            y0 + row_h - 4.0
+        ));
+    }
+    out.push_str("</svg>\n");
+    out
 }
 
 fn which(name: &str) -> Option<PathBuf> {
