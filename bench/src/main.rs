@@ -341,7 +341,10 @@ fn main() {
     )
     .unwrap();
     std::fs::write(o.out.join("report.svg"), svg(&results)).unwrap();
-    eprintln!("written: {0}/report.md, {0}/report.json, {0}/report.svg", o.out.display());
+    eprintln!(
+        "written: {0}/report.md, {0}/report.json, {0}/report.svg",
+        o.out.display()
+    );
 }
 
 /// A containerd of the bench's own (private config, sockets and state),
@@ -503,7 +506,10 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
     // exec into a running task: one task per runtime, then execs alternating.
     eprintln!("ctr task exec true: isoexec vs runc-v2, {runs} runs each");
     let runtimes: [(&str, &[&str]); 2] = [
-        ("io.containerd.isoexec.v1", &["--annotation", "io.isoexec.chroot_env=none"]),
+        (
+            "io.containerd.isoexec.v1",
+            &["--annotation", "io.isoexec.chroot_env=none"],
+        ),
         ("io.containerd.runc.v2", &[]),
     ];
     for (i, (runtime, extra)) in runtimes.iter().enumerate() {
@@ -515,7 +521,16 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
     }
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for n in 0..runs + 3 {
-        let exec = |i: usize| vec![ctd.steps(&["task", "exec", "--exec-id", &format!("e{n}"), &format!("exec-target-{i}"), "/bin/true"])];
+        let exec = |i: usize| {
+            vec![ctd.steps(&[
+                "task",
+                "exec",
+                "--exec-id",
+                &format!("e{n}"),
+                &format!("exec-target-{i}"),
+                "/bin/true",
+            ])]
+        };
         let ta = run_steps(&exec(0));
         let tb = run_steps(&exec(1));
         if n >= 3 {
@@ -746,10 +761,19 @@ fn svg(results: &[Result]) -> String {
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"10\" y=\"22\" font-size=\"14\">isoexec (blue) vs baseline (grey): every sample a dot, the median a bar; each row on its own scale</text>\n"
     );
-    let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     for (i, r) in results.iter().enumerate() {
         let y0 = 40.0 + row_h * i as f64;
-        let max = r.a.iter().chain(&r.b).map(|d| value(*d, r.unit)).fold(0.0f64, f64::max).max(1e-9);
+        let max =
+            r.a.iter()
+                .chain(&r.b)
+                .map(|d| value(*d, r.unit))
+                .fold(0.0f64, f64::max)
+                .max(1e-9);
         let x = |v: f64| label_w + plot_w * v / max;
         let name: String = r.name.chars().take(48).collect();
         out.push_str(&format!(
