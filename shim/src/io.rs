@@ -15,11 +15,13 @@ static LOG: Mutex<Option<File>> = Mutex::new(None);
 
 /// Opens the bundle's `log` fifo (containerd reads it into its own log).
 pub fn open_log(bundle: &Path) {
-    let f = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(bundle.join("log"))
-        .ok();
+    let f = open(
+        &bundle.join("log").to_string_lossy(),
+        false,
+        true,
+        libc::O_NONBLOCK,
+    )
+    .ok();
     if let Ok(mut l) = LOG.lock() {
         *l = f;
     }
@@ -52,12 +54,17 @@ pub struct ProcessIo {
     stdin_writer: Option<File>,
 }
 
-fn dev_null(write: bool) -> std::io::Result<File> {
+/// Opens `path` close-on-exec, with `flags` added (O_NONBLOCK, ...).
+fn open(path: &str, read: bool, write: bool, flags: i32) -> std::io::Result<File> {
     OpenOptions::new()
-        .read(!write)
+        .read(read)
         .write(write)
-        .custom_flags(libc::O_CLOEXEC)
-        .open("/dev/null")
+        .custom_flags(libc::O_CLOEXEC | flags)
+        .open(path)
+}
+
+fn dev_null(write: bool) -> std::io::Result<File> {
+    open("/dev/null", !write, write, 0)
 }
 
 /// An output: a fifo path, `file:///path`, or empty for /dev/null.
@@ -77,15 +84,8 @@ fn open_output(uri: &str, keep: &mut Vec<File>) -> std::io::Result<File> {
     }
     let path = uri.strip_prefix("fifo://").unwrap_or(uri);
     // O_RDWR never blocks on a fifo; it is also the read side we keep.
-    let rw = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)?;
-    let w = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)?;
+    let rw = open(path, true, true, 0)?;
+    let w = open(path, false, true, 0)?;
     keep.push(rw);
     Ok(w)
 }
@@ -152,15 +152,8 @@ impl ProcessIo {
         let (stdin_child, stdin_writer) = if stdin.is_empty() {
             (dev_null(false)?, None)
         } else {
-            let writer = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(stdin)?;
-            let reader = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(stdin)?;
+            let writer = open(stdin, true, true, 0)?;
+            let reader = open(stdin, true, false, 0)?;
             (reader, Some(writer))
         };
         let (out, err) = if stdout.starts_with("binary://") {
@@ -265,24 +258,18 @@ impl Console {
         let mut tasks = Vec::new();
         let mut stdin_writer = None;
         if !stdout.is_empty() {
-            let out = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-                .open(stdout.strip_prefix("fifo://").unwrap_or(stdout))?;
+            let out = open(
+                stdout.strip_prefix("fifo://").unwrap_or(stdout),
+                true,
+                true,
+                libc::O_NONBLOCK,
+            )?;
             let out = std::sync::Arc::new(async_fd(OwnedFd::from(out))?);
             tasks.push(tokio::spawn(pump(master.clone(), out)));
         }
         if !stdin.is_empty() {
-            let w = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(stdin)?;
-            let r = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-                .open(stdin)?;
+            let w = open(stdin, true, true, 0)?;
+            let r = open(stdin, true, false, libc::O_NONBLOCK)?;
             let r = std::sync::Arc::new(async_fd(OwnedFd::from(r))?);
             tasks.push(tokio::spawn(pump(r, master.clone())));
             stdin_writer = Some(w);

@@ -34,6 +34,10 @@ fn status(code: Code, msg: impl Into<String>) -> TError {
     TError::RpcStatus(ttrpc::get_status(code, msg.into()))
 }
 
+fn no_task(id: &str) -> TError {
+    status(Code::NOT_FOUND, format!("task {id} not found"))
+}
+
 /// The engine's errors as the codes containerd acts on.
 fn engine_err(e: runtime::Error) -> TError {
     use runtime::Error as E;
@@ -514,9 +518,7 @@ impl Task for Service {
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TResult<StartResponse> {
         let mut tasks = self.tasks();
-        let t = tasks
-            .get_mut(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get_mut(&req.id).ok_or_else(|| no_task(&req.id))?;
         let mut resp = StartResponse::new();
         if req.exec_id.is_empty() {
             container::start(&t.container).map_err(engine_err)?;
@@ -598,9 +600,7 @@ impl Task for Service {
     async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TResult<WaitResponse> {
         let mut rx = {
             let tasks = self.tasks();
-            let t = tasks
-                .get(&req.id)
-                .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+            let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
             if req.exec_id.is_empty() {
                 t.init.exit.subscribe()
             } else {
@@ -636,9 +636,7 @@ impl Task for Service {
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TResult<StateResponse> {
         use containerd_shim_protos::api::Status as S;
         let tasks = self.tasks();
-        let t = tasks
-            .get(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         let mut resp = StateResponse::new();
         resp.id = req.id.clone();
         resp.bundle = t.bundle.display().to_string();
@@ -683,9 +681,7 @@ impl Task for Service {
 
     async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TResult<DeleteResponse> {
         let mut tasks = self.tasks();
-        let t = tasks
-            .get_mut(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get_mut(&req.id).ok_or_else(|| no_task(&req.id))?;
         let mut resp = DeleteResponse::new();
         if !req.exec_id.is_empty() {
             let e = t.execs.get(&req.exec_id).ok_or_else(|| {
@@ -732,9 +728,7 @@ impl Task for Service {
 
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TResult<Empty> {
         let tasks = self.tasks();
-        let t = tasks
-            .get(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         let sig = Signal::try_from(req.signal as i32).map_err(|_| {
             status(
                 Code::INVALID_ARGUMENT,
@@ -773,9 +767,7 @@ impl Task for Service {
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TResult<Empty> {
         let mut tasks = self.tasks();
-        let t = tasks
-            .get_mut(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get_mut(&req.id).ok_or_else(|| no_task(&req.id))?;
         if t.execs.contains_key(&req.exec_id) {
             return Err(status(
                 Code::ALREADY_EXISTS,
@@ -810,9 +802,7 @@ impl Task for Service {
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TResult<Empty> {
         let tasks = self.tasks();
-        let t = tasks
-            .get(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         let p = if req.exec_id.is_empty() {
             Some(&t.init)
         } else {
@@ -827,9 +817,7 @@ impl Task for Service {
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TResult<Empty> {
         let mut tasks = self.tasks();
-        let t = tasks
-            .get_mut(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get_mut(&req.id).ok_or_else(|| no_task(&req.id))?;
         let p = if req.exec_id.is_empty() {
             Some(&mut t.init)
         } else {
@@ -848,9 +836,7 @@ impl Task for Service {
 
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TResult<PidsResponse> {
         let tasks = self.tasks();
-        let t = tasks
-            .get(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         let mut resp = PidsResponse::new();
         for pid in t.container.pids().map_err(engine_err)? {
             let mut info = ProcessInfo::new();
@@ -862,9 +848,7 @@ impl Task for Service {
 
     async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TResult<Empty> {
         let tasks = self.tasks();
-        let t = tasks
-            .get(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         t.container.pause().map_err(engine_err)?;
         let mut ev = TaskPaused::new();
         ev.container_id = req.id.clone();
@@ -874,9 +858,7 @@ impl Task for Service {
 
     async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TResult<Empty> {
         let tasks = self.tasks();
-        let t = tasks
-            .get(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         t.container.resume().map_err(engine_err)?;
         let mut ev = TaskResumed::new();
         ev.container_id = req.id.clone();
@@ -893,9 +875,7 @@ impl Task for Service {
 
     async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TResult<Empty> {
         let tasks = self.tasks();
-        let t = tasks
-            .get(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         let res: oci_spec::runtime::LinuxResources =
             serde_json::from_slice(&req.resources.value)
                 .map_err(|e| status(Code::INVALID_ARGUMENT, format!("resources: {e}")))?;
@@ -905,9 +885,7 @@ impl Task for Service {
 
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TResult<StatsResponse> {
         let tasks = self.tasks();
-        let t = tasks
-            .get(&req.id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         let mut resp = StatsResponse::new();
         resp.stats = MessageField::some(crate::stats::metrics(&t.container.cgroup()));
         Ok(resp)
