@@ -144,7 +144,7 @@ fn busybox_bundle(dir: &Path) {
         .find(|p| Path::new(p).exists())
         .unwrap_or_else(|| die("busybox is not installed (apt-get install busybox-static)"));
     std::fs::copy(bb, rootfs.join("busybox")).unwrap();
-    for a in ["sh", "true"] {
+    for a in ["sh", "true", "sleep"] {
         let _ = std::os::unix::fs::symlink("busybox", rootfs.join(a));
     }
 }
@@ -273,7 +273,11 @@ fn main() {
             unit: "ms",
         });
     }
-    if wanted("ctr run --rm /bin/true") || wanted("ctr task exec") || wanted("shim memory") {
+    if wanted("ctr run --rm /bin/true")
+        || wanted("ctr task exec")
+        || wanted("shim memory")
+        || wanted("100 tasks")
+    {
         results.extend(containerd_scenarios(&work, &o, &bundle));
     }
     if wanted("chroot_env assembly") {
@@ -555,6 +559,115 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
         max_a: None,
         unit: "ms",
     });
+
+    // Many tasks at once: 100 `ctr run -d` started together, all running,
+    // then stopped; the time until all run, and the shims' total memory.
+    if o.only
+        .as_deref()
+        .is_none_or(|w| "100 tasks".contains(w) || w == "concurrent")
+    {
+        let n = 100;
+        let mut times = Vec::new();
+        let mut mems = Vec::new();
+        for (k, (runtime, name, extra)) in [
+            (
+                "io.containerd.isoexec.v1",
+                "containerd-shim-isoexec-v1",
+                vec!["--annotation", "io.isoexec.chroot_env=none"],
+            ),
+            ("io.containerd.runc.v2", "containerd-shim-runc-v2", vec![]),
+        ]
+        .iter()
+        .enumerate()
+        {
+            eprintln!("{n} tasks started concurrently: {runtime}");
+            let t = Instant::now();
+            let children: Vec<_> = (0..n)
+                .filter_map(|i| {
+                    let id = format!("many-{k}-{i}");
+                    let mut args = vec!["run", "-d", "--runtime", runtime];
+                    args.extend_from_slice(extra);
+                    args.extend_from_slice(&["--rootfs", &rootfs, &id, "/bin/sleep", "1000"]);
+                    Command::new("ctr")
+                        .arg("-a")
+                        .arg(&ctd.sock)
+                        .args(&args)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .ok()
+                })
+                .collect();
+            for mut c in children {
+                let _ = c.wait();
+            }
+            let elapsed = t.elapsed();
+            let running = ctd
+                .ctr(&["task", "ls"])
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .matches("RUNNING")
+                        .count()
+                })
+                .unwrap_or(0);
+            if running != n {
+                eprintln!("  only {running} of {n} tasks running");
+            }
+            let sock = ctd.sock.display().to_string();
+            let kib: u64 = std::fs::read_dir("/proc")
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                        .filter(|pid| {
+                            let cmd =
+                                std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                            let cmd = String::from_utf8_lossy(&cmd);
+                            cmd.contains(name) && cmd.contains(&sock)
+                        })
+                        .map(|pid| memory_kib(pid).0)
+                        .sum()
+                })
+                .unwrap_or(0);
+            times.push(elapsed);
+            mems.push(kib);
+            for i in 0..n {
+                let id = format!("many-{k}-{i}");
+                let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &id]);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            for i in 0..n {
+                let id = format!("many-{k}-{i}");
+                let _ = ctd.ctr(&["task", "rm", "-f", &id]);
+                let _ = ctd.ctr(&["c", "rm", &id]);
+            }
+        }
+        let tps = |d: Duration| n as f64 / d.as_secs_f64();
+        out.push(Result {
+            name: format!(
+                "{n} tasks started concurrently ({:.0} vs {:.0} tasks/s)",
+                tps(times[0]),
+                tps(times[1])
+            ),
+            a_name: "isoexec shim".into(),
+            b_name: "runc-v2 shim".into(),
+            a: vec![times[0]],
+            b: vec![times[1]],
+            target: Some(1.0),
+            max_a: None,
+            unit: "ms",
+        });
+        out.push(Result {
+            name: format!("{n} tasks running: the shims' total RSS"),
+            a_name: "isoexec shims".into(),
+            b_name: "runc-v2 shims".into(),
+            a: vec![Duration::from_micros(mems[0])],
+            b: vec![Duration::from_micros(mems[1])],
+            target: Some(1.0),
+            max_a: None,
+            unit: "MiB",
+        });
+    }
 
     // Memory of each shim with one task running.
     let mut mem = Vec::new();
