@@ -121,15 +121,22 @@ pub fn state_root(bundle: &Path, namespace: &str) -> PathBuf {
     }
 }
 
-/// The group a task's shim serves: its sandbox, else the task itself.
+/// The group a task's shim serves: its sandbox, else the task itself. A
+/// plain JSON lookup: `start` runs for every task, and the whole OCI spec
+/// is not needed to read one annotation.
 fn group_of(bundle: &Path, id: &str) -> String {
-    let spec = runtime::bundle::load(bundle).ok();
-    spec.and_then(|s| s.annotations().clone())
-        .and_then(|a| {
-            a.get(runtime::driver::ANN_SANDBOX)
-                .or_else(|| a.get(runtime::driver::ANN_CRI_SANDBOX))
-                .cloned()
-        })
+    let spec: Option<serde_json::Value> = std::fs::read(bundle.join(runtime::bundle::CONFIG))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let annotation = |key: &str| {
+        spec.as_ref()?
+            .get("annotations")?
+            .get(key)?
+            .as_str()
+            .map(str::to_string)
+    };
+    annotation(runtime::driver::ANN_SANDBOX)
+        .or_else(|| annotation(runtime::driver::ANN_CRI_SANDBOX))
         .unwrap_or_else(|| id.to_string())
 }
 
