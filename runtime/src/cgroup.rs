@@ -71,10 +71,6 @@ impl CgroupManager {
         }
     }
 
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
     pub fn is_v2(&self) -> bool {
         self.cg.v2()
     }
