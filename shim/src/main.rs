@@ -10,7 +10,6 @@ mod io;
 mod service;
 mod stats;
 
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -140,12 +139,24 @@ fn group_of(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// FNV-1a: a hash that stays the same across builds (std's does not
+/// promise to), so every version of the shim finds a group's socket.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// The shim's socket: short (a unix socket path is limited to ~106 bytes)
 /// and the same for every task of one group.
 fn socket_path(args: &ShimArgs, group: &str) -> PathBuf {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&args.address, &args.namespace, group).hash(&mut h);
-    PathBuf::from(format!("/run/containerd/s/isoexec-{:016x}", h.finish()))
+    let h = fnv1a(&[&args.address, &args.namespace, group]);
+    PathBuf::from(format!("/run/containerd/s/isoexec-{h:016x}"))
 }
 
 /// `start`: print the address of the shim serving this task, starting it
@@ -291,4 +302,73 @@ fn serve_on(args: &ShimArgs, fd: std::os::fd::RawFd) -> Result<(), String> {
         }
         Ok::<(), String>(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_are_stable_short_and_per_group() {
+        let args = ShimArgs {
+            address: "/run/containerd/containerd.sock".into(),
+            namespace: "k8s.io".into(),
+            ..Default::default()
+        };
+        // Fixed: the same on every build of the shim.
+        assert_eq!(fnv1a(&["a"]), 0x089b_e207_b544_f1e4);
+        let p = socket_path(&args, "pod-1");
+        assert_eq!(p, socket_path(&args, "pod-1"));
+        assert_ne!(p, socket_path(&args, "pod-2"));
+        assert!(p.as_os_str().len() < 100, "{}", p.display());
+        // Parts do not run together: ("ab", "c") is not ("a", "bc").
+        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+    }
+
+    #[test]
+    fn args_in_go_flag_style() {
+        let a = ShimArgs::parse(
+            [
+                "shim",
+                "-namespace",
+                "default",
+                "-id=t1",
+                "--address",
+                "/run/c.sock",
+                "-bundle",
+                "/b",
+                "-debug",
+                "start",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.namespace.as_str(), a.id.as_str(), a.address.as_str()),
+            ("default", "t1", "/run/c.sock")
+        );
+        assert_eq!(a.bundle, PathBuf::from("/b"));
+        assert!(a.debug);
+        assert_eq!(a.action, "start");
+        let e = ShimArgs::parse(["shim", "-bogus", "x"].iter().map(|s| s.to_string())).unwrap_err();
+        assert!(e.contains("unknown flag -bogus"), "{e}");
+        let e = ShimArgs::parse(["shim", "-id", "x"].iter().map(|s| s.to_string())).unwrap_err();
+        assert!(e.contains("-namespace is required"), "{e}");
+    }
+
+    #[test]
+    fn state_root_beside_containerds_state() {
+        assert_eq!(
+            state_root(
+                Path::new("/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc"),
+                "k8s.io"
+            ),
+            PathBuf::from("/run/containerd/isoexec/k8s.io")
+        );
+        assert_eq!(
+            state_root(Path::new("/b"), "default"),
+            PathBuf::from("/run/isoexec/containerd/default")
+        );
+    }
 }
