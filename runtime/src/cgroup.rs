@@ -22,6 +22,31 @@ fn rel(path: &str) -> &str {
     path.trim_start_matches('/')
 }
 
+/// The v1 hierarchies a task's cgroup lives in: the controllers isoexec
+/// limits, accounts, freezes or guards devices with. Not blkio (no block-IO
+/// limits) nor named hierarchies such as name=systemd: each would cost a
+/// mkdir, a join and an rmdir on every task start for nothing.
+const V1_CONTROLLERS: [&str; 7] = [
+    "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
+];
+
+/// A handle on cgroup `path` (made or not) in the hierarchies isoexec uses.
+/// Create and load both go through here, so they always agree.
+fn handle(path: &str) -> cgroups_rs::error::Result<Cgroup> {
+    let hier = hierarchies::auto();
+    if !path.starts_with('/') {
+        // Relative cgroupsPath: below the runtime's own cgroup, per controller.
+        let own = cgroups_rs::cgroup::get_cgroups_relative_paths()?;
+        return Ok(Cgroup::load_with_relative_paths(hier, path, own));
+    }
+    Ok(if hier.v2() {
+        Cgroup::load(hier, rel(path))
+    } else {
+        let controllers = V1_CONTROLLERS.iter().map(|c| c.to_string()).collect();
+        Cgroup::load_with_specified_controllers(hier, rel(path), controllers)
+    })
+}
+
 impl CgroupManager {
     /// Creates the cgroup `path` and applies `resources`. On failure nothing
     /// is left behind.
@@ -30,16 +55,8 @@ impl CgroupManager {
         resources: Option<&LinuxResources>,
         devices: &[DeviceRule],
     ) -> Result<Self> {
-        let hier = hierarchies::auto();
-        let cg = if path.starts_with('/') {
-            Cgroup::new(hier, rel(path))
-        } else {
-            // Relative cgroupsPath: below the runtime's own cgroup, per controller.
-            let own =
-                cgroups_rs::cgroup::get_cgroups_relative_paths().map_err(|e| cg_err(path, e))?;
-            Cgroup::new_with_relative_paths(hier, path, own)
-        }
-        .map_err(|e| cg_err(path, e))?;
+        let cg = handle(path).map_err(|e| cg_err(path, e))?;
+        cg.create().map_err(|e| cg_err(path, e))?;
         let mgr = CgroupManager {
             cg,
             path: path.to_string(),
@@ -56,17 +73,8 @@ impl CgroupManager {
 
     /// A handle on an existing cgroup (for state, kill --all, exec, delete).
     pub fn load(path: &str) -> Self {
-        let hier = hierarchies::auto();
-        let cg = if path.starts_with('/') {
-            Cgroup::load(hier, rel(path))
-        } else {
-            match cgroups_rs::cgroup::get_cgroups_relative_paths() {
-                Ok(own) => Cgroup::load_with_relative_paths(hier, path, own),
-                Err(_) => Cgroup::load(hierarchies::auto(), path),
-            }
-        };
         CgroupManager {
-            cg,
+            cg: handle(path).unwrap_or_else(|_| Cgroup::load(hierarchies::auto(), path)),
             path: path.to_string(),
         }
     }
