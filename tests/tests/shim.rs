@@ -412,6 +412,13 @@ fn driver_policy_reaches_ctr() {
         &["sh", "-c", "grep CapBnd /proc/self/status"],
     );
     assert_eq!(stdout(&o), "CapBnd:\t00000000a80405fb\n", "{}", stderr(&o));
+    // The shim's log goes to containerd's (through the bundle's log fifo).
+    let log = std::fs::read(ctd.dir.path().join("containerd.log")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&log)
+            .contains("caps: warning: dropping capabilities not in allow_caps: net_raw"),
+        "the shim's warning is not in containerd's log"
+    );
     for id in ["priv", "denied", "caps"] {
         ctd.assert_clean(id);
     }
