@@ -6,25 +6,11 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn sh(script: &str) -> Vec<&str> {
-    vec!["sh", "-c", script]
-}
-
-/// `isoexec run` of a bundle: (stdout, stderr, exit code).
-fn run_bundle(iso: &Isoexec, b: &Bundle, extra: &[&str]) -> (String, String, i32) {
-    let id = unique("run");
-    let mut args = vec!["run", "--bundle", b.path().to_str().unwrap()];
-    args.extend_from_slice(extra);
-    args.push(&id);
-    let out = iso.run(&args);
-    (stdout(&out), stderr(&out), out.status.code().unwrap_or(-1))
-}
-
 #[test]
 fn run_passes_stdio_and_exit_status() {
     let iso = Isoexec::new();
     let b = Bundle::busybox(&sh("echo out; echo err >&2; exit 3"), |_| {});
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(out, "out\n");
     assert_eq!(err, "err\n");
     assert_eq!(code, 3);
@@ -36,7 +22,7 @@ fn run_passes_stdio_and_exit_status() {
 fn task_is_pid_1_with_its_hostname() {
     let iso = Isoexec::new();
     let b = Bundle::busybox(&sh("echo $$; hostname"), |c| c["hostname"] = json!("box-7"));
-    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    let (out, _, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0);
     assert_eq!(out, "1\nbox-7\n");
 }
@@ -45,14 +31,14 @@ fn task_is_pid_1_with_its_hostname() {
 fn readonly_root_refuses_writes() {
     let iso = Isoexec::new();
     let b = Bundle::busybox(&sh("touch /x"), |_| {});
-    let (_, err, code) = run_bundle(&iso, &b, &[]);
+    let (_, err, code) = iso.run_bundle(&b, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("Read-only file system"), "{err}");
 
     let b = Bundle::busybox(&sh("touch /x && echo made"), |c| {
         c["root"]["readonly"] = json!(false)
     });
-    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    let (out, _, code) = iso.run_bundle(&b, &[]);
     assert_eq!((out.as_str(), code), ("made\n", 0));
     assert!(b.rootfs().join("x").exists());
 }
@@ -64,7 +50,7 @@ fn masked_and_readonly_paths() {
         &sh("wc -c < /proc/timer_list; ls -A /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/printk || echo ro"),
         |_| {},
     );
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "0\n0\nro\n");
     // The host still has them.
@@ -75,7 +61,7 @@ fn masked_and_readonly_paths() {
 fn dev_has_only_the_standard_nodes() {
     let iso = Isoexec::new();
     let b = Bundle::busybox(&sh("ls /dev | tr '\\n' ' '; echo; ls -l /dev/null"), |_| {});
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     let first = out.lines().next().unwrap();
     assert_eq!(
@@ -104,7 +90,7 @@ fn cap_lines(uid: u32) -> String {
             c["process"]["noNewPrivileges"] = json!(false);
         },
     );
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     out
 }
@@ -117,7 +103,7 @@ fn host_devices_stay_closed_even_with_cap_mknod() {
         &sh("mknod /dev/host-serial c 4 64 && echo made; echo x > /dev/host-serial || echo refused; echo ok > /dev/null && echo null-ok"),
         |_| {},
     );
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "made\nrefused\nnull-ok\n");
     assert!(err.contains("Operation not permitted"), "{err}");
@@ -153,7 +139,7 @@ fn default_capabilities_are_dockers_without_net_raw() {
         &sh("grep -E '^Cap(Eff|Bnd)' /proc/self/status; grep NoNewPrivs /proc/self/status"),
         |_| {},
     );
-    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    let (out, _, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0);
     assert!(out.contains("CapEff:\t00000000a80405fb"), "{out}");
     assert!(out.contains("CapBnd:\t00000000a80405fb"), "{out}");
@@ -167,7 +153,7 @@ fn user_groups_and_umask() {
         c["process"]["user"] =
             json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 6], "umask": 0o27});
     });
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("uid=1000 gid=1001 groups=5,6"), "{out}");
     assert!(out.contains("0027"), "{out}");
@@ -184,7 +170,7 @@ fn rlimits_apply() {
             {"type": "RLIMIT_NPROC", "soft": 77, "hard": 77}
         ]);
     });
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "123\n456\n77\n");
 }
@@ -201,7 +187,7 @@ fn environment_and_cwd() {
         c["root"]["readonly"] = json!(false);
     });
     std::fs::create_dir_all(b.rootfs().join("tmp")).unwrap();
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     // /tmp/work does not exist in the tmpfs: a clear error.
     assert_ne!(code, 0);
     assert!(err.contains("cannot enter process.cwd /tmp/work"), "{err}");
@@ -209,7 +195,7 @@ fn environment_and_cwd() {
     let mut b = b;
     b.config["process"]["cwd"] = json!("/tmp");
     b.save();
-    let (out2, err2, code2) = run_bundle(&iso, &b, &[]);
+    let (out2, err2, code2) = iso.run_bundle(&b, &[]);
     assert_eq!(code2, 0, "{err2} {out}");
     assert_eq!(out2, "/tmp\nhello there\n");
 }
@@ -221,7 +207,7 @@ fn sysctl_in_the_containers_namespace() {
         c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     });
     let before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "1\n");
     assert_eq!(
@@ -241,7 +227,7 @@ fn read_only_bind_mount() {
             "options": ["rbind", "ro", "nosuid"]
         }));
     });
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "host data\nrefused\n");
     assert_eq!(
@@ -255,7 +241,7 @@ fn read_only_bind_mount() {
 fn no_pivot_root() {
     let iso = Isoexec::new();
     let b = Bundle::busybox(&sh("echo $$; ls /bin/busybox"), |_| {});
-    let (out, err, code) = run_bundle(&iso, &b, &["--no-pivot"]);
+    let (out, err, code) = iso.run_bundle(&b, &["--no-pivot"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "1\n/bin/busybox\n");
 }
@@ -264,7 +250,7 @@ fn no_pivot_root() {
 fn no_runtime_descriptor_leaks_into_the_task() {
     let iso = Isoexec::new();
     let b = Bundle::busybox(&sh("ls /proc/self/fd | tr '\\n' ' '"), |_| {});
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     // 0-2, and ls's own directory descriptor.
     assert_eq!(out, "0 1 2 3 ");
@@ -520,7 +506,7 @@ fn memory_limit_oom_kills() {
             c["linux"]["resources"] = json!({"memory": {"limit": 32 << 20}});
         },
     );
-    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    let (out, _, code) = iso.run_bundle(&b, &[]);
     assert_eq!((out.as_str(), code), ("dd exit 137\n", 0));
 
     // Under the limit the same job runs.
@@ -530,7 +516,7 @@ fn memory_limit_oom_kills() {
             c["linux"]["resources"] = json!({"memory": {"limit": 32 << 20}});
         },
     );
-    let (out, _, code) = run_bundle(&iso, &b, &[]);
+    let (out, _, code) = iso.run_bundle(&b, &[]);
     assert_eq!((out.as_str(), code), ("survived\n", 0));
 }
 
@@ -543,7 +529,7 @@ fn oom_killed_init_exits_137() {
             c["linux"]["resources"] = json!({"memory": {"limit": 32 << 20}});
         },
     );
-    let (_, _, code) = run_bundle(&iso, &b, &[]);
+    let (_, _, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 137);
 }
 
@@ -553,7 +539,7 @@ fn pids_limit_stops_a_fork_bomb() {
     let b = Bundle::busybox(&sh("for i in $(seq 40); do sleep 2 & done; wait"), |c| {
         c["linux"]["resources"] = json!({"pids": {"limit": 10}});
     });
-    let (_, err, _) = run_bundle(&iso, &b, &[]);
+    let (_, err, _) = iso.run_bundle(&b, &[]);
     assert!(err.contains("can't fork"), "{err}");
 }
 
@@ -855,7 +841,7 @@ fn terminal_goes_to_the_console_socket() {
         }
         String::from_utf8_lossy(&out).into_owned()
     });
-    let (_, err, code) = run_bundle(&iso, &b, &["--console-socket", sock.to_str().unwrap()]);
+    let (_, err, code) = iso.run_bundle(&b, &["--console-socket", sock.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let out = receiver.join().unwrap();
     assert!(out.contains("/dev/pts/0"), "{out:?}");
@@ -915,7 +901,7 @@ fn joining_another_containers_namespaces() {
             c.as_object_mut().unwrap().remove("hostname");
         },
     );
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     let a_net = std::fs::read_link(format!("/proc/{a_pid}/ns/net")).unwrap();
     let lines: Vec<&str> = out.lines().collect();
@@ -944,27 +930,16 @@ fn joining_another_containers_namespaces() {
 
 #[test]
 fn foreground_terminal_is_relayed() {
-    use std::io::Write;
     let iso = Isoexec::new();
     let b = Bundle::busybox(&["sh"], |c| c["process"]["terminal"] = json!(true));
     let id = unique("fg");
     let out_path = b.path().join("out");
-    let mut child = iso
-        .command()
-        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"tty; echo relayed-$((6*7)); exit 5\n")
-        .unwrap();
-    let status = child.wait().unwrap();
-    let out = std::fs::read_to_string(&out_path).unwrap();
-    assert_eq!(status.code(), Some(5), "{out}");
+    let (code, out) = iso.interact(
+        &["run", "--bundle", b.path().to_str().unwrap(), &id],
+        b"tty; echo relayed-$((6*7)); exit 5\n",
+        &out_path,
+    );
+    assert_eq!(code, Some(5), "{out}");
     assert!(out.contains("/dev/pts/0"), "{out}");
     assert!(out.contains("relayed-42"), "{out}");
 
@@ -972,22 +947,8 @@ fn foreground_terminal_is_relayed() {
     let b = Bundle::busybox(&["sleep", "1000"], |_| {});
     let id = unique("fgexec");
     iso.start_detached(&b, &id);
-    let mut child = iso
-        .command()
-        .args(["exec", "-t", &id, "sh"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"tty; exit 3\n")
-        .unwrap();
-    let status = child.wait().unwrap();
-    let out = std::fs::read_to_string(&out_path).unwrap();
-    assert_eq!(status.code(), Some(3), "{out}");
+    let (code, out) = iso.interact(&["exec", "-t", &id, "sh"], b"tty; exit 3\n", &out_path);
+    assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
     iso.ok(&["delete", "--force", &id]);
 }
@@ -1011,7 +972,7 @@ fn seccomp_filter_applies_to_init_and_exec() {
                   kill -USR1 $$ || echo usr1-refused; \
                   hostname other; echo hostname-status-$?";
     let b = Bundle::busybox(&sh(script), |c| c["linux"]["seccomp"] = profile.clone());
-    let (out, err, code) = run_bundle(&iso, &b, &[]);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     // sethostname is killed by SIGSYS (31): 128 + 31.
     assert_eq!(
         out, "mkdir-refused\nsignal-0-ok\nusr1-refused\nhostname-status-159\n",
@@ -1025,7 +986,7 @@ fn seccomp_filter_applies_to_init_and_exec() {
 
     // Without the profile the same calls work.
     let b2 = Bundle::busybox(&sh("mkdir /dev/shm/d && uname -s"), |_| {});
-    let (out, _, code) = run_bundle(&iso, &b2, &[]);
+    let (out, _, code) = iso.run_bundle(&b2, &[]);
     assert_eq!((out.as_str(), code), ("Linux\n", 0));
 
     // A process exec'd into the container gets the container's filter.

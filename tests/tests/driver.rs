@@ -7,16 +7,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn sh(script: &str) -> Vec<&str> {
-    vec!["sh", "-c", script]
-}
-
-fn run(iso: &Isoexec, b: &Bundle) -> (String, String, i32) {
-    let id = unique("task");
-    let out = iso.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
-    (stdout(&out), stderr(&out), out.status.code().unwrap_or(-1))
-}
-
 /// A host directory for chroot_env tests: a file, a subdirectory, a
 /// symlink and a fifo.
 fn host_tree() -> TempDir {
@@ -41,7 +31,7 @@ fn empty_root_runs_host_binaries() {
         ),
         |_| {},
     );
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "pid=1\n3\n/usr/bin/env\n42\n");
     // The root is left as it was: empty.
@@ -57,7 +47,7 @@ fn bind_mode_cannot_change_host_files() {
              mount | grep ' /usr ' | grep -c '(ro,'"),
         |c| c["root"]["readonly"] = json!(false),
     );
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "1\n");
     assert_eq!(err.matches("Read-only file system").count(), 2, "{err}");
@@ -76,7 +66,7 @@ fn task_directory_layout() {
              env | grep -E '^NOMAD_(TASK|ALLOC|SECRETS)_DIR' | sort"),
         |_| {},
     );
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
@@ -93,7 +83,7 @@ fn task_user_owns_its_writable_directories() {
         &sh("id -u; touch /local/a /alloc/b /secrets/c /tmp/d && echo ok; touch /usr/x 2>/dev/null || echo ro"),
         |c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}),
     );
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "1000\nok\nro\n");
 }
@@ -112,7 +102,7 @@ fn overlay_mode_changes_stay_in_the_task() {
              touch /usr/overlay-new && echo usr-writable"),
         |_| {},
     );
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "task content\n0\nusr-writable\n");
     // The host saw none of it.
@@ -168,7 +158,7 @@ fn link_mode_copies_like_the_driver() {
     assert!(eventually(5, || iso.status(&id) == "stopped"));
     iso.ok(&["delete", &id]);
     // create/start/delete sent the task's output to this test's files; run again to read it.
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     // The fifo is skipped; the symlink is recreated.
     assert_eq!(
@@ -195,7 +185,7 @@ fn sandbox_tasks_share_alloc() {
     let mut out = String::new();
     assert!(
         eventually(5, || {
-            out = run(&iso, &reader).0;
+            out = iso.run_bundle(&reader, &[]).0;
             out == "from-writer\n"
         }),
         "{out:?}"
@@ -204,7 +194,7 @@ fn sandbox_tasks_share_alloc() {
     let other = Bundle::empty(&sh("ls /alloc | wc -l"), |c| {
         c["annotations"] = json!({"io.kubernetes.cri.sandbox-id": "alloc-2"})
     });
-    assert_eq!(run(&iso, &other).0, "0\n");
+    assert_eq!(iso.run_bundle(&other, &[]).0, "0\n");
     let shared = iso.root.path().join(".sandboxes/alloc-1/alloc/msg");
     assert!(shared.exists());
     iso.ok(&["delete", "--force", &w]);
@@ -248,7 +238,7 @@ fn capabilities_against_allow_caps() {
         c["process"]["capabilities"] =
             json!({"bounding": caps, "effective": caps, "permitted": caps});
     });
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "CapBnd:\t0000000000000021\n");
     assert!(
@@ -274,7 +264,7 @@ fn capabilities_against_allow_caps() {
     let b = Bundle::empty(&sh("grep CapBnd /proc/self/status"), |c| {
         c["process"]["capabilities"] = json!({"bounding": ["CAP_SYS_ADMIN", "CAP_NET_RAW"]});
     });
-    let (out, err, code) = run(&all, &b);
+    let (out, err, code) = all.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "CapBnd:\t0000000000202000\n");
 }
@@ -285,7 +275,7 @@ fn pid_and_ipc_modes_by_annotation() {
     let b = Bundle::empty(&sh("echo $$; readlink /proc/self/ns/ipc"), |c| {
         c["annotations"] = json!({"io.isoexec.pid_mode": "host", "io.isoexec.ipc_mode": "host"});
     });
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_ne!(lines[0], "1", "host pid mode: not pid 1");
@@ -302,7 +292,7 @@ fn resources_appear_in_the_nomad_environment() {
             "memory": {"reservation": 64 << 20, "limit": 128 << 20}
         });
     });
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
@@ -358,7 +348,7 @@ fn config_file_errors_name_file_and_key() {
 fn no_pivot_root_option() {
     let iso = Isoexec::with_config("no_pivot_root = true");
     let b = Bundle::empty(&sh("echo $$; ls /usr/bin/env"), |_| {});
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "1\n/usr/bin/env\n");
 }
@@ -534,7 +524,7 @@ fn layout_symlinks_in_the_root_cannot_reach_the_host() {
     );
     std::os::unix::fs::symlink(victim.path(), b.rootfs().join("tmp")).unwrap();
     std::os::unix::fs::symlink(victim.path(), b.rootfs().join("local")).unwrap();
-    let (out, err, code) = run(&iso, &b);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.ends_with("tmp-writable\n"), "{out}");
     // The host directory kept its mode and got nothing.

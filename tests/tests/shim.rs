@@ -175,6 +175,19 @@ impl Containerd {
             .join(id)
     }
 
+    /// Kills task `id`, waits until it is stopped, removes it and its
+    /// container.
+    fn kill_and_remove(&self, id: &str) {
+        self.ok(&["task", "kill", "-s", "KILL", id]);
+        let stopped = |l: &str| l.split_whitespace().next() == Some(id) && l.contains("STOPPED");
+        assert!(eventually(5, || self
+            .ok(&["task", "ls"])
+            .lines()
+            .any(stopped)));
+        self.ok(&["task", "rm", id]);
+        self.ok(&["c", "rm", id]);
+    }
+
     /// Nothing of task `id` left: shim, state, cgroup, mounts, socket.
     fn assert_clean(&self, id: &str) {
         assert!(
@@ -470,12 +483,7 @@ fn containerd_restart_keeps_the_task() {
         ])),
         "still here\n"
     );
-    ctd.ok(&["task", "kill", "-s", "KILL", "keep"]);
-    assert!(eventually(5, || ctd
-        .ok(&["task", "ls"])
-        .contains("STOPPED")));
-    ctd.ok(&["task", "rm", "keep"]);
-    ctd.ok(&["c", "rm", "keep"]);
+    ctd.kill_and_remove("keep");
     ctd.assert_clean("keep");
 }
 
@@ -556,24 +564,13 @@ fn one_sandbox_one_shim_one_alloc() {
         "{out:?}"
     );
     // The shim stays while one task is left, and goes with the last.
-    ctd.ok(&["task", "kill", "-s", "KILL", "a"]);
-    assert!(eventually(5, || ctd
-        .ok(&["task", "ls"])
-        .lines()
-        .any(|l| l.starts_with("a ") && l.contains("STOPPED"))));
-    ctd.ok(&["task", "rm", "a"]);
-    ctd.ok(&["c", "rm", "a"]);
+    ctd.kill_and_remove("a");
     assert_eq!(ctd.shims().len(), 1);
     assert_eq!(
         stdout(&ctd.ctr(&["task", "exec", "--exec-id", "late", "b", "echo", "ok"])),
         "ok\n"
     );
-    ctd.ok(&["task", "kill", "-s", "KILL", "b"]);
-    assert!(eventually(5, || ctd
-        .ok(&["task", "ls"])
-        .contains("STOPPED")));
-    ctd.ok(&["task", "rm", "b"]);
-    ctd.ok(&["c", "rm", "b"]);
+    ctd.kill_and_remove("b");
     ctd.assert_clean("a");
     ctd.assert_clean("b");
     assert!(!ctd

@@ -264,6 +264,32 @@ impl Isoexec {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// `isoexec run` of a bundle under a fresh id: (stdout, stderr, exit code).
+    pub fn run_bundle(&self, b: &Bundle, extra: &[&str]) -> (String, String, i32) {
+        let id = unique("run");
+        let mut args = vec!["run", "--bundle", b.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(&id);
+        let out = self.run(&args);
+        (stdout(&out), stderr(&out), out.status.code().unwrap_or(-1))
+    }
+
+    /// Runs isoexec with `input` on a pipe as standard input (a terminal
+    /// session, say): (exit code, standard output).
+    pub fn interact(&self, args: &[&str], input: &[u8], out_path: &Path) -> (Option<i32>, String) {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(out_path).unwrap())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let status = child.wait().unwrap();
+        (status.code(), std::fs::read_to_string(out_path).unwrap())
+    }
+
     pub fn state(&self, id: &str) -> Value {
         serde_json::from_str(&self.ok(&["state", id])).expect("state JSON")
     }
@@ -299,6 +325,11 @@ impl Drop for Isoexec {
             }
         }
     }
+}
+
+/// `sh -c SCRIPT` as a process's args.
+pub fn sh(script: &str) -> Vec<&str> {
+    vec!["sh", "-c", script]
 }
 
 pub fn stdout(o: &Output) -> String {
