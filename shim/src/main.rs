@@ -218,13 +218,8 @@ fn stdio_to_null() -> std::io::Result<()> {
         .read(true)
         .write(true)
         .open("/dev/null")?;
-    for fd in 0..3 {
-        // SAFETY: dup2 onto the standard descriptors.
-        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    let n = null.as_raw_fd();
+    runtime::sys::set_stdio([n, n, n])
 }
 
 /// `delete`: the shim is gone; remove what the task left (processes,

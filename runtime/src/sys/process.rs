@@ -266,12 +266,8 @@ pub fn setup_terminal(console: RawFd, size: Option<(u16, u16)>) -> Result<()> {
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
         return Err(Error::sys("TIOCSCTTY", std::io::Error::last_os_error()));
     }
-    for fd in 0..3 {
-        // SAFETY: dup2 onto the standard descriptors.
-        if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
-            return Err(Error::sys("dup2 terminal", std::io::Error::last_os_error()));
-        }
-    }
+    let s = slave.as_raw_fd();
+    super::set_stdio([s, s, s]).ctx(|| "the terminal as standard input/output".into())?;
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [std::io::IoSlice::new(name.as_bytes())];
