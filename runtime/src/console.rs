@@ -6,7 +6,7 @@
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -27,17 +27,31 @@ const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
-/// A console socket isoexec listens on itself, for a foreground terminal.
+/// A console socket isoexec listens on itself (a foreground terminal, the
+/// shim's relayed ones). Its file is removed when it is dropped.
 pub struct ConsoleSocket {
     listener: UnixListener,
+    path: PathBuf,
 }
 
 impl ConsoleSocket {
-    pub fn bind(path: &Path) -> Result<Self> {
-        let _ = std::fs::remove_file(path);
+    /// Binds one in the temp directory, named by this process and `tag`;
+    /// short, since a unix socket's path is limited to 108 bytes.
+    pub fn temporary(tag: &str) -> Result<Self> {
+        let dir = std::env::temp_dir();
+        let mut path = dir.join(format!("isoexec-console-{}-{tag}.sock", std::process::id()));
+        if path.as_os_str().len() > 100 {
+            path = dir.join(format!("isoexec-console-{}.sock", std::process::id()));
+        }
+        let _ = std::fs::remove_file(&path);
         let listener =
-            UnixListener::bind(path).ctx(|| format!("console socket {}", path.display()))?;
-        Ok(ConsoleSocket { listener })
+            UnixListener::bind(&path).ctx(|| format!("console socket {}", path.display()))?;
+        Ok(ConsoleSocket { listener, path })
+    }
+
+    /// Where to point `--console-socket` (CreateOptions::console_socket).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The pty master the container sent (the connection was made by
@@ -48,6 +62,12 @@ impl ConsoleSocket {
             .accept()
             .ctx(|| "console socket accept".into())?;
         receive_fd(conn.as_fd())
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -386,15 +386,8 @@ fn task_io(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> TaskIO {
 }
 
 /// A console socket of the shim's own, for a terminal.
-fn console_socket(id: &str) -> TResult<(PathBuf, runtime::console::ConsoleSocket)> {
-    let path = std::env::temp_dir().join(format!("isoexec-shim-{}-{id}.sock", std::process::id()));
-    let path = if path.as_os_str().len() > 100 {
-        std::env::temp_dir().join(format!("isoexec-shim-{}.sock", std::process::id()))
-    } else {
-        path
-    };
-    let sock = runtime::console::ConsoleSocket::bind(&path).map_err(engine_err)?;
-    Ok((path, sock))
+fn console_socket(id: &str) -> TResult<runtime::console::ConsoleSocket> {
+    runtime::console::ConsoleSocket::temporary(id).map_err(engine_err)
 }
 
 fn new_proc(
@@ -457,24 +450,19 @@ impl Task for Service {
             root: self.root.clone(),
             id: req.id.clone(),
             bundle: bundle.clone(),
-            console_socket: console.as_ref().map(|(p, _)| p.clone()),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             driver: driver.clone(),
             stdio: io.as_ref().map(|io| io.child_fds()),
             ..Default::default()
         };
         let created = container::create(&opts);
         let relay = match (&created, console) {
-            (Ok(_), Some((path, sock))) => {
-                let _ = std::fs::remove_file(&path);
+            (Ok(_), Some(sock)) => {
                 let master = sock.receive().map_err(|e| undo_mount(engine_err(e)))?;
                 Some(
                     Console::relay(master, &req.stdin, &req.stdout)
                         .map_err(|e| undo_mount(status(Code::INTERNAL, e.to_string())))?,
                 )
-            }
-            (_, Some((path, _))) => {
-                let _ = std::fs::remove_file(&path);
-                None
             }
             _ => None,
         };
@@ -558,24 +546,19 @@ impl Task for Service {
         let opts = ExecOptions {
             process: Some(spec),
             tty: e.terminal,
-            console_socket: console.as_ref().map(|(p, _)| p.clone()),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             stdio: io.as_ref().map(|io| io.child_fds()),
             driver,
             ..Default::default()
         };
         let r = container::exec(&t.container, &opts);
         let relay = match (&r, console) {
-            (Ok(_), Some((path, sock))) => {
-                let _ = std::fs::remove_file(&path);
+            (Ok(_), Some(sock)) => {
                 let master = sock.receive().map_err(engine_err)?;
                 Some(
                     Console::relay(master, &e.stdin, &e.stdout)
                         .map_err(|err| status(Code::INTERNAL, err.to_string()))?,
                 )
-            }
-            (_, Some((path, _))) => {
-                let _ = std::fs::remove_file(&path);
-                None
             }
             _ => None,
         };

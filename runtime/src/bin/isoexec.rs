@@ -313,7 +313,7 @@ fn run(cli: &Cli) -> Result<u8> {
             let opts = ExecOptions {
                 console_socket: console
                     .as_ref()
-                    .map(|(p, _)| p.clone())
+                    .map(|c| c.path().to_path_buf())
                     .or(opts.console_socket),
                 ..opts
             };
@@ -496,8 +496,8 @@ fn warn(cli: &Cli, warnings: &[String]) {
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
     let mut opts = create_options(cli, a)?;
     let console = foreground_console(a.console_socket.is_none() && !detach)?;
-    if let Some((path, _)) = &console {
-        opts.console_socket = Some(path.clone());
+    if let Some(sock) = &console {
+        opts.console_socket = Some(sock.path().to_path_buf());
     }
     let created = container::create(&opts);
     let terminal = created
@@ -569,30 +569,18 @@ fn print_fingerprint(f: &runtime::fingerprint::Fingerprint) {
 }
 
 /// A console socket of our own, for a terminal relayed in the foreground.
-fn foreground_console(wanted: bool) -> Result<Option<(PathBuf, ConsoleSocket)>> {
-    if !wanted {
-        return Ok(None);
-    }
-    // Short path: a unix socket's path is limited to 108 bytes.
-    let path = std::env::temp_dir().join(format!("isoexec-console-{}.sock", std::process::id()));
-    let sock = ConsoleSocket::bind(&path)?;
-    Ok(Some((path, sock)))
+fn foreground_console(wanted: bool) -> Result<Option<ConsoleSocket>> {
+    wanted.then(|| ConsoleSocket::temporary("run")).transpose()
 }
 
-/// The pty master, when the container was given a terminal; removes the
-/// socket either way.
+/// The pty master, when the container was given a terminal.
 fn receive_terminal(
-    console: Option<(PathBuf, ConsoleSocket)>,
+    console: Option<ConsoleSocket>,
     terminal: bool,
 ) -> Result<Option<std::os::fd::OwnedFd>> {
-    let Some((path, sock)) = console else {
-        return Ok(None);
-    };
-    let _ = std::fs::remove_file(&path);
-    if terminal {
-        sock.receive().map(Some)
-    } else {
-        Ok(None)
+    match console {
+        Some(sock) if terminal => sock.receive().map(Some),
+        _ => Ok(None),
     }
 }
 
