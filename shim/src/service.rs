@@ -870,7 +870,7 @@ impl Task for Service {
         let tasks = self.tasks();
         let t = tasks.get(&req.id).ok_or_else(|| no_task(&req.id))?;
         let mut resp = StatsResponse::new();
-        resp.stats = MessageField::some(crate::stats::metrics(&t.container.cgroup()));
+        resp.stats = MessageField::some(crate::stats::metrics(t.container.cgroup()));
         Ok(resp)
     }
 

@@ -137,7 +137,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     }
     undo.disarm();
     Ok(Created {
-        container: Container { dir, state },
+        container: Container::new(dir, state),
         init,
         warnings: plan.warnings,
     })

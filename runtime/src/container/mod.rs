@@ -87,6 +87,8 @@ impl std::fmt::Display for Status {
 pub struct Container {
     pub dir: PathBuf,
     pub state: State,
+    /// Its cgroup, found once (finding it reads the mount table).
+    cgroup: std::sync::OnceLock<CgroupManager>,
 }
 
 impl Container {
@@ -107,7 +109,15 @@ impl Container {
                 "corrupt state: {e}; remove the directory with `isoexec delete --force {id}`"
             ),
         })?;
-        Ok(Container { dir, state })
+        Ok(Container::new(dir, state))
+    }
+
+    pub(crate) fn new(dir: PathBuf, state: State) -> Self {
+        Container {
+            dir,
+            state,
+            cgroup: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -118,8 +128,9 @@ impl Container {
         nix::unistd::Pid::from_raw(self.state.pid)
     }
 
-    pub fn cgroup(&self) -> CgroupManager {
-        CgroupManager::load(&self.state.cgroup_path)
+    pub fn cgroup(&self) -> &CgroupManager {
+        self.cgroup
+            .get_or_init(|| CgroupManager::load(&self.state.cgroup_path))
     }
 
     /// True while the init (this very process, not a reuse of its pid) lives.
