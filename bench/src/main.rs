@@ -363,25 +363,8 @@ impl Containerd {
         which("containerd")?;
         let dir = work.join("ctd");
         std::fs::create_dir_all(&dir).ok()?;
-        let d = dir.display();
-        std::fs::write(
-            dir.join("config.toml"),
-            format!(
-                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-                 [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n"
-            ),
-        )
-        .ok()?;
-        let path = format!(
-            "{}:{}",
-            bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env("PATH", path)
+        isoexec_tests::containerd::write_config(&dir).ok()?;
+        let child = isoexec_tests::containerd::command(&dir, bin_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -389,7 +372,7 @@ impl Containerd {
             .ok()?;
         let c = Containerd {
             child,
-            sock: dir.join("c.sock"),
+            sock: isoexec_tests::containerd::socket(&dir),
         };
         for _ in 0..150 {
             if c.ctr(&["version"]).is_some_and(|o| o.status.success()) {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use common::*;
+use isoexec_tests::containerd;
 
 const RUNTIME: &str = "io.containerd.isoexec.v1";
 
@@ -37,16 +38,7 @@ impl Containerd {
             );
         }
         let dir = TempDir::new("isoexec-ctd");
-        let d = dir.path().display();
-        std::fs::write(
-            dir.path().join("config.toml"),
-            format!(
-                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-                 [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n"
-            ),
-        )
-        .unwrap();
+        containerd::write_config(dir.path()).unwrap();
         std::fs::create_dir_all(dir.path().join("empty")).unwrap();
         let mut c = Containerd {
             dir,
@@ -65,20 +57,12 @@ impl Containerd {
             .parent()
             .unwrap()
             .to_path_buf();
-        let path = format!(
-            "{}:{}",
-            bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("containerd.log"))
             .unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(self.dir.path().join("config.toml"))
-            .env("PATH", path)
+        let child = containerd::command(self.dir.path(), &bin_dir)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -109,7 +93,7 @@ impl Containerd {
     }
 
     fn sock(&self) -> PathBuf {
-        self.dir.path().join("c.sock")
+        containerd::socket(self.dir.path())
     }
 
     fn empty_root(&self) -> String {
