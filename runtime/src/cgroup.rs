@@ -30,10 +30,21 @@ const V1_CONTROLLERS: [&str; 7] = [
     "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
 ];
 
+/// The host's cgroup hierarchies, found once per process: cgroups-rs's
+/// `auto()` parses /proc/self/mountinfo on every call, and a long-lived
+/// shim or daemon would pay that on every create, exec and delete.
+fn hierarchy() -> Box<dyn cgroups_rs::Hierarchy> {
+    static V1: std::sync::OnceLock<Option<hierarchies::V1>> = std::sync::OnceLock::new();
+    match V1.get_or_init(|| (!hierarchies::is_cgroup2_unified_mode()).then(hierarchies::V1::new)) {
+        Some(v1) => Box::new(v1.clone()),
+        None => Box::new(hierarchies::V2::new()),
+    }
+}
+
 /// A handle on cgroup `path` (made or not) in the hierarchies isoexec uses.
 /// Create and load both go through here, so they always agree.
 fn handle(path: &str) -> cgroups_rs::error::Result<Cgroup> {
-    let hier = hierarchies::auto();
+    let hier = hierarchy();
     if !path.starts_with('/') {
         // Relative cgroupsPath: below the runtime's own cgroup, per controller.
         let own = cgroups_rs::cgroup::get_cgroups_relative_paths()?;
@@ -74,7 +85,7 @@ impl CgroupManager {
     /// A handle on an existing cgroup (for state, kill --all, exec, delete).
     pub fn load(path: &str) -> Self {
         CgroupManager {
-            cg: handle(path).unwrap_or_else(|_| Cgroup::load(hierarchies::auto(), path)),
+            cg: handle(path).unwrap_or_else(|_| Cgroup::load(hierarchy(), path)),
             path: path.to_string(),
         }
     }

@@ -64,7 +64,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // As the exec driver: without the controllers it needs, a task runs
     // without resource controls, and says so.
     if plan.cgroup.resources.is_some() {
-        if let Some(w) = crate::fingerprint::gather().resource_warning() {
+        // Found once per process: the host's controllers do not come and go
+        // under a running shim or daemon.
+        static WARNING: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let warning = WARNING.get_or_init(|| crate::fingerprint::gather().resource_warning());
+        if let Some(w) = warning.clone() {
             plan.cgroup.resources = None;
             plan.warnings.push(w);
         }
