@@ -174,6 +174,23 @@ impl ProcessIo {
         })
     }
 
+    /// Pipes: the process's ends, and the caller's (stdin's write side,
+    /// stdout's and stderr's read sides).
+    pub fn pipes() -> std::io::Result<(Self, File, File, File)> {
+        let pipe = || -> std::io::Result<(OwnedFd, OwnedFd)> {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+        };
+        let (in_r, in_w) = pipe()?;
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let io = ProcessIo {
+            child: [in_r, out_w, err_w],
+            _keep: Vec::new(),
+            stdin_writer: None,
+        };
+        Ok((io, File::from(in_w), File::from(out_r), File::from(err_r)))
+    }
+
     pub fn child_fds(&self) -> [RawFd; 3] {
         [
             self.child[0].as_raw_fd(),

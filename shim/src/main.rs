@@ -6,9 +6,10 @@
 //! in-process (no helper binary per operation).
 
 mod events;
-mod io;
 mod service;
 mod stats;
+
+use isoexec_shim::io;
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -236,7 +237,7 @@ fn delete(args: &ShimArgs) -> Result<(), String> {
         }
         runtime::container::delete(&c, true).map_err(|e| e.to_string())?;
     }
-    service::unmount_rootfs(&args.bundle);
+    isoexec_shim::supervisor::unmount_rootfs(&args.bundle);
     // A shim killed without a goodbye leaves its socket: remove it if no one
     // answers there any more.
     let sock = socket_path(args, &group_of(&args.bundle, &args.id));
@@ -277,7 +278,7 @@ fn serve_on(args: &ShimArgs, fd: std::os::fd::RawFd) -> Result<(), String> {
             p
         };
         let (publisher, events_task) = events::Publisher::start(&args.namespace);
-        let svc = service::Service::new(args.clone(), publisher.clone());
+        let svc = service::Service::new(args, publisher.clone());
         let services = service::register(svc.clone());
         // SAFETY: `fd` is a listening unix socket, owned by the server from here.
         let mut server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(fd) }
@@ -286,7 +287,7 @@ fn serve_on(args: &ShimArgs, fd: std::os::fd::RawFd) -> Result<(), String> {
         // Registered before the first task is forked, so no exit is missed.
         let sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
             .map_err(|e| e.to_string())?;
-        tokio::spawn(service::reap(svc.clone(), sigchld));
+        tokio::spawn(svc.supervisor().reap(sigchld));
         server.start().await.map_err(|e| e.to_string())?;
         svc.wait_shutdown().await;
         let _ = server.shutdown().await;
