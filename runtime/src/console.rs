@@ -227,11 +227,11 @@ fn copy_window_size(master: BorrowedFd) {
 }
 
 /// Our terminal in raw mode while a container's terminal is relayed,
-/// restored on drop.
-struct RawMode(nix::sys::termios::Termios);
+/// restored on drop. None when standard input is not a terminal.
+pub struct RawMode(nix::sys::termios::Termios);
 
 impl RawMode {
-    fn enter() -> Option<Self> {
+    pub fn enter() -> Option<Self> {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
         let stdin = std::io::stdin();
         let saved = tcgetattr(&stdin).ok()?;

@@ -86,6 +86,10 @@ fn no_exec(id: &str, exec_id: &str) -> Error {
     )
 }
 
+/// The status of an exit this process could not see (a task adopted
+/// after a restart exits while it is not its parent).
+pub const UNKNOWN_EXIT: u32 = 255;
+
 /// An exit: the status (128 + signal when killed) and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
@@ -480,6 +484,76 @@ impl Supervisor {
             warnings: created.warnings,
             attached,
         })
+    }
+
+    /// Takes back task `id`, created by an earlier run of this server (whose
+    /// state is on disk) and perhaps still running. It is not this process's
+    /// child: its exit is seen through a pidfd, and its status is not known
+    /// (reported as 255).
+    pub fn adopt(
+        &self,
+        id: &str,
+        bundle: &std::path::Path,
+        stdio: Stdio,
+        driver: DriverConfig,
+    ) -> Result<()> {
+        let c = Container::load(&self.root, id)?;
+        let pid = c.state.pid;
+        let alive = c.status() != CStatus::Stopped;
+        let exit = watch::channel(if alive {
+            None
+        } else {
+            Some(Exit::now(UNKNOWN_EXIT))
+        })
+        .0;
+        let oom_watch = if alive { self.watch_oom(&c) } else { None };
+        let watcher = if alive { self.watch_pidfd(pid) } else { None };
+        self.tasks().insert(
+            id.to_string(),
+            TaskEntry {
+                container: c,
+                bundle: bundle.to_path_buf(),
+                stdio,
+                init: Proc {
+                    pid,
+                    exit,
+                    io: None,
+                    console: None,
+                    master: None,
+                },
+                execs: HashMap::new(),
+                rootfs_mounted: false,
+                driver,
+                oom_watch: match (oom_watch, watcher) {
+                    (Some(o), Some(w)) => Some(tokio::spawn(async move {
+                        let _ = tokio::join!(o, w);
+                    })),
+                    (o, w) => o.or(w),
+                },
+            },
+        );
+        Ok(())
+    }
+
+    /// Reports `pid`'s exit (status unknown) when its pidfd says so.
+    fn watch_pidfd(&self, pid: i32) -> Option<tokio::task::JoinHandle<()>> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: the AsyncFd owns the pidfd, deregistered before it closes.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()?;
+        let me = self.me.clone();
+        Some(tokio::spawn(async move {
+            let _ = fd.readable().await;
+            if let Some(s) = me.upgrade() {
+                s.exited(pid, UNKNOWN_EXIT);
+            }
+        }))
     }
 
     /// Starts the init (no `exec_id`) or an exec added before.

@@ -32,6 +32,8 @@ pub struct Usage {
     pub swap_failcnt: u64,
     pub pids_current: u64,
     pub pids_limit: u64,
+    /// Processes the kernel killed for the memory limit.
+    pub oom_kills: u64,
 }
 
 fn read_u64(dir: &Path, file: &str) -> u64 {
@@ -78,6 +80,10 @@ pub fn read(cg: &CgroupManager) -> Usage {
         u.swap_limit = read_u64(&dir, "memory.swap.max");
         u.memory_rss = ms.get("anon").copied().unwrap_or(0);
         u.memory_cache = ms.get("file").copied().unwrap_or(0);
+        u.oom_kills = keyed(&dir, "memory.events")
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0);
         return u;
     }
     if let Some(dir) = cg.controller_dir("pids") {
@@ -103,6 +109,10 @@ pub fn read(cg: &CgroupManager) -> Usage {
         u.swap_limit = read_u64(&dir, "memory.memsw.limit_in_bytes");
         u.swap_max_usage = read_u64(&dir, "memory.memsw.max_usage_in_bytes");
         u.swap_failcnt = read_u64(&dir, "memory.memsw.failcnt");
+        u.oom_kills = keyed(&dir, "memory.oom_control")
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0);
     }
     u
 }

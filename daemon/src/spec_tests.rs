@@ -1,0 +1,250 @@
+use super::*;
+use crate::api::{Mount, Resources, TaskConfig};
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+    daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+    nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+    alice:x:1000:1000::/home/alice:/bin/sh\n";
+const GROUP: &str = "root:x:0:\nadm:x:4:alice\naudio:x:29:bob,alice\nalice:x:1000:\n";
+
+fn host() -> Host<'static> {
+    Host {
+        passwd: PASSWD,
+        group: GROUP,
+        cpus: 2,
+    }
+}
+
+fn at() -> Placement<'static> {
+    Placement {
+        sandbox_id: "web",
+        name: "server",
+        netns: None,
+    }
+}
+
+fn cfg(command: &str) -> TaskConfig {
+    TaskConfig {
+        command: command.into(),
+        ..Default::default()
+    }
+}
+
+fn spec_of(c: &TaskConfig) -> Value {
+    task_spec(c, &DriverConfig::default(), &host(), &at()).expect("valid")
+}
+
+fn err_of(c: &TaskConfig) -> FieldError {
+    task_spec(c, &DriverConfig::default(), &host(), &at()).expect_err("invalid")
+}
+
+#[test]
+fn the_spec_parses_as_an_oci_spec() {
+    let mut c = cfg("/bin/sh");
+    c.args = vec!["-c".into(), "echo hi".into()];
+    let v = spec_of(&c);
+    let s: oci_spec::runtime::Spec = serde_json::from_value(v).expect("an OCI spec");
+    let p = s.process().as_ref().expect("process");
+    assert_eq!(
+        p.args().as_ref().expect("args"),
+        &["/bin/sh", "-c", "echo hi"]
+    );
+    assert_eq!(p.cwd().to_str(), Some("/"));
+    assert_eq!(s.hostname().as_deref(), Some("server"));
+    assert_eq!(s.root().as_ref().map(|r| r.readonly()), Some(Some(false)));
+}
+
+#[test]
+fn the_default_user_is_nobody() {
+    let v = spec_of(&cfg("/bin/true"));
+    assert_eq!(v["process"]["user"]["uid"], 65534);
+    assert_eq!(v["process"]["user"]["gid"], 65534);
+}
+
+#[test]
+fn users_by_name_number_and_pair() {
+    assert_eq!(
+        resolve_user("alice", PASSWD, GROUP),
+        Ok((1000, 1000, vec![4, 29]))
+    );
+    assert_eq!(resolve_user("1", PASSWD, GROUP), Ok((1, 1, vec![])));
+    assert_eq!(resolve_user("4242", PASSWD, GROUP), Ok((4242, 0, vec![])));
+    assert_eq!(resolve_user("7:8", PASSWD, GROUP), Ok((7, 8, vec![])));
+    let e = resolve_user("mallory", PASSWD, GROUP).expect_err("unknown");
+    assert_eq!(e.field, "config.user");
+    assert!(e.message.contains("no user \"mallory\""), "{e}");
+    let e = resolve_user("7:x", PASSWD, GROUP).expect_err("bad gid");
+    assert!(e.message.contains("gid"), "{e}");
+}
+
+#[test]
+fn env_is_added_sorted_and_may_replace_path() {
+    let mut c = cfg("/bin/true");
+    c.env.insert("B".into(), "2".into());
+    c.env.insert("A".into(), "1".into());
+    c.env.insert("PATH".into(), "/bin".into());
+    let v = spec_of(&c);
+    assert_eq!(v["process"]["env"], json!(["A=1", "B=2", "PATH=/bin"]));
+    let mut c = cfg("/bin/true");
+    c.env.insert("X=Y".into(), "1".into());
+    assert!(err_of(&c).field.starts_with("config.env"));
+}
+
+#[test]
+fn capabilities_start_from_the_driver_defaults() {
+    let v = spec_of(&cfg("/bin/true"));
+    let caps = v["process"]["capabilities"]["bounding"]
+        .as_array()
+        .expect("caps")
+        .clone();
+    assert_eq!(caps.len(), DEFAULT_ALLOW_CAPS.len());
+    assert!(caps.contains(&json!("CAP_CHOWN")));
+    assert!(!caps.contains(&json!("CAP_NET_RAW")));
+
+    let mut c = cfg("/bin/true");
+    c.cap_drop = vec!["chown".into(), "CAP_KILL".into()];
+    c.cap_add = vec!["net_raw".into()];
+    let got = capabilities(&c, &DriverConfig::default()).expect("caps");
+    assert!(!got.contains(&"CAP_CHOWN".to_string()));
+    assert!(!got.contains(&"CAP_KILL".to_string()));
+    assert!(got.contains(&"CAP_NET_RAW".to_string()));
+
+    let mut c = cfg("/bin/true");
+    c.cap_drop = vec!["all".into()];
+    c.cap_add = vec!["kill".into()];
+    assert_eq!(
+        capabilities(&c, &DriverConfig::default()),
+        Ok(vec!["CAP_KILL".to_string()])
+    );
+
+    let mut c = cfg("/bin/true");
+    c.cap_add = vec!["kill".into(), "flying".into()];
+    let e = err_of(&c);
+    assert_eq!(e.field, "config.cap_add[1]");
+    assert!(e.message.contains("unknown capability \"flying\""));
+}
+
+#[test]
+fn modes_become_annotations() {
+    let mut c = cfg("/bin/true");
+    c.pid_mode = "host".into();
+    c.ipc_mode = "private".into();
+    let v = spec_of(&c);
+    assert_eq!(v["annotations"]["io.isoexec.pid_mode"], "host");
+    assert_eq!(v["annotations"]["io.isoexec.ipc_mode"], "private");
+    assert_eq!(v["annotations"]["io.isoexec.sandbox"], "web");
+    let v = spec_of(&cfg("/bin/true"));
+    assert!(
+        v["annotations"].get("io.isoexec.pid_mode").is_none(),
+        "unset: the driver default"
+    );
+    let mut c = cfg("/bin/true");
+    c.pid_mode = "shared".into();
+    assert_eq!(err_of(&c).field, "config.pid_mode");
+}
+
+#[test]
+fn network_host_has_no_namespace_group_joins_the_sandboxs() {
+    let types =
+        |v: &Value| -> Vec<Value> { v["linux"]["namespaces"].as_array().expect("ns").clone() };
+    let v = spec_of(&cfg("/bin/true"));
+    assert!(!types(&v).iter().any(|n| n["type"] == "network"));
+    let mut p = at();
+    p.netns = Some("/run/isoexec/netns/web");
+    let v = task_spec(&cfg("/bin/true"), &DriverConfig::default(), &host(), &p).expect("spec");
+    assert!(types(&v).contains(&json!({"type": "network", "path": "/run/isoexec/netns/web"})));
+}
+
+#[test]
+fn resources_as_the_exec_driver_maps_them() {
+    let r = |cpu_mhz, cores, memory_mb, memory_max_mb, pids| Resources {
+        cpu_mhz,
+        cores,
+        memory_mb,
+        memory_max_mb,
+        pids,
+    };
+    assert_eq!(
+        resources(&r(500, 1, 64, 0, 10), 2, "r").expect("ok"),
+        json!({"cpu": {"shares": 500, "cpus": "0-0"}, "memory": {"limit": 64 * MIB}, "pids": {"limit": 10}})
+    );
+    assert_eq!(
+        resources(&r(0, 0, 64, 128, 0), 2, "r").expect("ok"),
+        json!({"memory": {"limit": 128 * MIB, "reservation": 64 * MIB}})
+    );
+    assert_eq!(
+        resources(&r(1, 0, 0, 0, 0), 2, "r").expect("ok"),
+        json!({"cpu": {"shares": 2}})
+    );
+    assert_eq!(resources(&r(0, 0, 0, 0, 0), 2, "r").expect("ok"), json!({}));
+    let e = resources(&r(0, 3, 0, 0, 0), 2, "r").expect_err("too many cores");
+    assert_eq!(e.field, "r.cores");
+    let e = resources(&r(0, 0, 256, 128, 0), 2, "r").expect_err("max below");
+    assert_eq!(e.field, "r.memory_max_mb");
+    let e = resources(&r(0, 0, -1, 0, 0), 2, "r").expect_err("negative");
+    assert_eq!(e.field, "r.memory_mb");
+
+    let mut c = cfg("/bin/true");
+    c.resources = Some(r(0, 0, 32, 0, 0));
+    let v = spec_of(&c);
+    assert_eq!(v["linux"]["resources"]["memory"]["limit"], 32 * MIB);
+    assert_eq!(
+        v["linux"]["resources"]["devices"][0]["allow"], false,
+        "the template's device rules stay"
+    );
+}
+
+#[test]
+fn mounts_are_binds_and_checked() {
+    let mut c = cfg("/bin/true");
+    c.mounts = vec![Mount {
+        host_path: "/srv/data".into(),
+        task_path: "/data".into(),
+        readonly: true,
+        propagation: String::new(),
+    }];
+    let v = spec_of(&c);
+    let last = v["mounts"]
+        .as_array()
+        .and_then(|m| m.last())
+        .expect("mount")
+        .clone();
+    assert_eq!(last["destination"], "/data");
+    assert_eq!(
+        last["options"],
+        json!(["rbind", "ro", "rprivate", "nosuid", "nodev"])
+    );
+    c.mounts[0].task_path = "data".into();
+    assert_eq!(err_of(&c).field, "config.mounts[0].task_path");
+    c.mounts[0].task_path = "/data".into();
+    c.mounts[0].propagation = "sideways".into();
+    assert_eq!(err_of(&c).field, "config.mounts[0].propagation");
+}
+
+#[test]
+fn command_and_work_dir_are_checked() {
+    assert_eq!(err_of(&cfg("")).field, "config.command");
+    let mut c = cfg("/bin/true");
+    c.work_dir = "tmp".into();
+    assert_eq!(err_of(&c).field, "config.work_dir");
+}
+
+#[test]
+fn names_and_signals() {
+    assert!(validate_name("id", "web-1_a", false).is_ok());
+    assert!(validate_name("id", "web.1", true).is_ok());
+    assert!(validate_name("id", "web.1", false).is_err());
+    assert!(validate_name("id", ".hidden", true).is_err());
+    assert!(validate_name("id", "", true).is_err());
+    assert!(validate_name("id", "a/b", true).is_err());
+    assert_eq!(task_id("web", "server"), "web.server");
+    assert_eq!(parse_signal("s", "", 15), Ok(15));
+    assert_eq!(parse_signal("s", "SIGHUP", 15), Ok(1));
+    assert_eq!(parse_signal("s", "kill", 15), Ok(9));
+    assert_eq!(parse_signal("s", "10", 15), Ok(10));
+    assert_eq!(
+        parse_signal("s", "SIGNOPE", 15).map_err(|e| e.field),
+        Err("s".to_string())
+    );
+    assert!(parse_signal("s", "999", 15).is_err());
+}

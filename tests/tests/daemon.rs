@@ -1,0 +1,1100 @@
+//! isoexecd through its socket, as its users drive it: a tonic client made
+//! from the same protos, and isoexecctl. Each test starts its own daemon on
+//! a temp socket and state dir, runs host binaries (the default chroot_env),
+//! and checks that nothing is left: process, cgroup, mount, state.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+use isoexec_daemon::api::runtime_service_client::RuntimeServiceClient;
+use isoexec_daemon::api::*;
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Client = RuntimeServiceClient<Channel>;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// An isoexecd of the test's own; stopped (SIGTERM, by pid) when dropped,
+/// after removing what the test left.
+struct Daemon {
+    dir: TempDir,
+    child: Option<Child>,
+    config: Option<PathBuf>,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        Self::with_config(None)
+    }
+
+    fn with_config(toml: Option<&str>) -> Daemon {
+        require_root();
+        let dir = TempDir::new("isoexecd");
+        let config = toml.map(|t| {
+            let p = dir.path().join("config.toml");
+            std::fs::write(&p, t).expect("config");
+            p
+        });
+        let mut d = Daemon {
+            dir,
+            child: None,
+            config,
+        };
+        d.spawn();
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("isoexecd.sock")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn spawn(&mut self) {
+        let mut c = Command::new(binary("isoexecd"));
+        c.arg("--listen")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.state())
+            .stderr(std::fs::File::create(self.dir.path().join("log")).expect("log"));
+        if let Some(p) = &self.config {
+            c.arg("--config").arg(p);
+        }
+        self.child = Some(c.spawn().expect("isoexecd"));
+        let sock = self.socket();
+        assert!(
+            eventually(5, || std::os::unix::net::UnixStream::connect(&sock).is_ok()),
+            "isoexecd did not listen: {}",
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
+    }
+
+    /// SIGTERM and wait: the daemon goes, its tasks stay.
+    fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: a signal to the daemon this test started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    fn client(&self, rt: &tokio::runtime::Runtime) -> Client {
+        rt.block_on(isoexec_daemon::client::connect(self.socket()))
+            .expect("connect")
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("isoexecctl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("isoexecctl")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let rt = rt();
+            let mut c = self.client(&rt);
+            let list = rt.block_on(c.list_sandboxes(ListSandboxesRequest::default()));
+            for s in list.map(|l| l.into_inner().sandboxes).unwrap_or_default() {
+                let _ = rt.block_on(c.remove_sandbox(RemoveSandboxRequest {
+                    id: s.id,
+                    grace_period_seconds: 1,
+                }));
+            }
+        }
+        self.terminate();
+    }
+}
+
+fn config(command: &str, args: &[&str]) -> TaskConfig {
+    TaskConfig {
+        command: command.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn sh(script: &str) -> TaskConfig {
+    config("/bin/sh", &["-c", script])
+}
+
+async fn sandbox(c: &mut Client, id: &str, mode: NetworkMode) -> Sandbox {
+    c.run_sandbox(RunSandboxRequest {
+        id: id.into(),
+        labels: HashMap::from([("test".to_string(), "yes".to_string())]),
+        network_mode: mode as i32,
+    })
+    .await
+    .expect("run sandbox")
+    .into_inner()
+    .sandbox
+    .expect("sandbox")
+}
+
+/// Creates and starts a task; returns it.
+async fn run(c: &mut Client, sandbox: &str, name: &str, cfg: TaskConfig) -> Task {
+    let t = create(c, sandbox, name, cfg).await.expect("create task");
+    c.start_task(StartTaskRequest {
+        task_id: t.id.clone(),
+    })
+    .await
+    .expect("start task")
+    .into_inner()
+    .task
+    .expect("task")
+}
+
+async fn create(
+    c: &mut Client,
+    sandbox: &str,
+    name: &str,
+    cfg: TaskConfig,
+) -> Result<Task, tonic::Status> {
+    Ok(c.create_task(CreateTaskRequest {
+        sandbox_id: sandbox.into(),
+        name: name.into(),
+        config: Some(cfg),
+    })
+    .await?
+    .into_inner()
+    .task
+    .expect("task"))
+}
+
+async fn exec_sync(c: &mut Client, task: &str, cmd: &[&str]) -> ExecSyncResponse {
+    c.exec_sync(ExecSyncRequest {
+        task_id: task.into(),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        timeout_seconds: 10,
+        env: HashMap::new(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("exec {cmd:?} in {task}: {e}"))
+    .into_inner()
+}
+
+async fn out(c: &mut Client, task: &str, cmd: &[&str]) -> String {
+    let r = exec_sync(c, task, cmd).await;
+    assert_eq!(
+        r.exit_code,
+        0,
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    String::from_utf8_lossy(&r.stdout).trim().to_string()
+}
+
+async fn stop(c: &mut Client, task: &str, grace: u32) -> Task {
+    c.stop_task(StopTaskRequest {
+        task_id: task.into(),
+        signal: String::new(),
+        grace_period_seconds: grace,
+    })
+    .await
+    .expect("stop")
+    .into_inner()
+    .task
+    .expect("task")
+}
+
+/// Nothing of these tasks left on the host, nor of the sandboxes in the
+/// state dir.
+fn assert_clean(d: &Daemon, tasks: &[Task]) {
+    for t in tasks {
+        assert!(
+            !alive(t.pid as i32) || t.pid == 0,
+            "task {} (pid {}) still runs",
+            t.id,
+            t.pid
+        );
+        for c in ["memory", "pids", "cpu", "freezer"] {
+            let dir = cgroup_dir(c, &format!("/isoexec/{}", t.id));
+            assert!(!dir.exists(), "{} left", dir.display());
+        }
+    }
+    assert_eq!(
+        mounts_under(d.dir.path()),
+        Vec::<String>::new(),
+        "mounts left"
+    );
+    let left: Vec<_> = std::fs::read_dir(d.state().join("sandboxes"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "sandbox state left: {left:?}");
+    let engine: Vec<_> = std::fs::read_dir(d.state().join("tasks"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(engine.is_empty(), "task state left: {engine:?}");
+}
+
+fn host_netns() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .expect("netns")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn two_tasks_of_a_group_sandbox_share_alloc_and_a_network_namespace() {
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        let s = sandbox(&mut c, "grp", NetworkMode::Group).await;
+        assert!(Path::new(&s.netns_path).exists(), "{}", s.netns_path);
+        let a = run(
+            &mut c,
+            "grp",
+            "writer",
+            sh("echo from-writer > /alloc/shared; exec sleep 100"),
+        )
+        .await;
+        let b = run(&mut c, "grp", "reader", config("/bin/sleep", &["100"])).await;
+        assert_eq!(a.id, "grp.writer");
+        assert_eq!(a.state, TaskState::Running as i32);
+        assert!(eventually(5, || Path::new(&s.alloc_dir)
+            .join("shared")
+            .exists()));
+        assert_eq!(
+            out(&mut c, &b.id, &["cat", "/alloc/shared"]).await,
+            "from-writer"
+        );
+
+        let na = out(&mut c, &a.id, &["readlink", "/proc/self/ns/net"]).await;
+        let nb = out(&mut c, &b.id, &["readlink", "/proc/self/ns/net"]).await;
+        assert_eq!(na, nb, "one network namespace for the sandbox");
+        assert_ne!(na, host_netns(), "not the host's");
+        // Loopback is up (IFF_UP | IFF_LOOPBACK) and it is the only interface.
+        assert_eq!(
+            out(&mut c, &a.id, &["cat", "/sys/class/net/lo/flags"]).await,
+            "0x9"
+        );
+        assert_eq!(out(&mut c, &a.id, &["ls", "/sys/class/net"]).await, "lo");
+        // The exec driver's default user.
+        assert_eq!(out(&mut c, &a.id, &["id", "-u"]).await, "65534");
+
+        let st = c
+            .sandbox_status(SandboxStatusRequest { id: "grp".into() })
+            .await
+            .expect("status")
+            .into_inner()
+            .sandbox
+            .expect("sandbox");
+        assert_eq!(
+            st.task_ids,
+            vec!["grp.reader".to_string(), "grp.writer".to_string()]
+        );
+        let listed = c
+            .list_tasks(ListTasksRequest {
+                sandbox_id: "grp".into(),
+                state: TaskState::Running as i32,
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .tasks;
+        assert_eq!(listed.len(), 2);
+
+        // A host-mode sandbox: the host's network.
+        sandbox(&mut c, "hst", NetworkMode::Host).await;
+        let h = run(&mut c, "hst", "t", config("/bin/sleep", &["100"])).await;
+        assert_eq!(
+            out(&mut c, &h.id, &["readlink", "/proc/self/ns/net"]).await,
+            host_netns()
+        );
+
+        let a = stop(&mut c, &a.id, 1).await;
+        assert_eq!(a.state, TaskState::Exited as i32);
+        // sleep is pid 1 of its namespace: without a handler, SIGTERM is
+        // ignored, and SIGKILL comes after the grace period.
+        assert_eq!(a.exit_code, 137);
+        for id in ["grp", "hst"] {
+            c.remove_sandbox(RemoveSandboxRequest {
+                id: id.into(),
+                grace_period_seconds: 1,
+            })
+            .await
+            .expect("remove sandbox");
+        }
+        assert!(!Path::new(&s.netns_path).exists());
+        assert!(!Path::new(&s.alloc_dir).exists());
+        let e = c
+            .sandbox_status(SandboxStatusRequest { id: "grp".into() })
+            .await
+            .expect_err("gone");
+        assert_eq!(e.code(), Code::NotFound);
+        assert_clean(&d, &[a, b, h]);
+    });
+}
+
+#[test]
+fn exec_sync_and_attached_exec_with_and_without_a_terminal() {
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        sandbox(&mut c, "ex", NetworkMode::Host).await;
+        let t = run(&mut c, "ex", "main", config("/bin/sleep", &["100"])).await;
+
+        let r = exec_sync(
+            &mut c,
+            &t.id,
+            &["sh", "-c", "echo out; echo err >&2; exit 7"],
+        )
+        .await;
+        assert_eq!(
+            (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
+            (&b"out\n"[..], &b"err\n"[..], 7)
+        );
+        let mut env = HashMap::new();
+        env.insert("GREETING".to_string(), "hi there".to_string());
+        let r = c
+            .exec_sync(ExecSyncRequest {
+                task_id: t.id.clone(),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo $GREETING; echo $NOMAD_TASK_DIR".into(),
+                ],
+                timeout_seconds: 5,
+                env,
+            })
+            .await
+            .expect("exec")
+            .into_inner();
+        assert_eq!(String::from_utf8_lossy(&r.stdout), "hi there\n/local\n");
+        let started = Instant::now();
+        let e = c
+            .exec_sync(ExecSyncRequest {
+                task_id: t.id.clone(),
+                command: vec!["sleep".into(), "30".into()],
+                timeout_seconds: 1,
+                env: HashMap::new(),
+            })
+            .await
+            .expect_err("times out");
+        assert_eq!(e.code(), Code::DeadlineExceeded, "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let e = exec_sync_err(&mut c, &t.id, &["/no/such/program"]).await;
+        assert!(e.message().contains("/no/such/program"), "{e}");
+
+        // Attached, no terminal: stdin in, stdout and stderr apart, the exit last.
+        let (mut got, code) = attached(
+            &mut c,
+            ExecStart {
+                task_id: t.id.clone(),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "cat; echo done >&2; exit 5".into(),
+                ],
+                ..Default::default()
+            },
+            vec![b"line one\n".to_vec(), b"line two\n".to_vec()],
+            None,
+        )
+        .await;
+        assert_eq!(code, 5);
+        assert_eq!(
+            String::from_utf8_lossy(&got.remove(&false).unwrap_or_default()),
+            "line one\nline two\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got.remove(&true).unwrap_or_default()),
+            "done\n"
+        );
+
+        // A terminal of 100x40, resized to 120x50 while it runs.
+        let (got, code) = attached(
+            &mut c,
+            ExecStart {
+                task_id: t.id.clone(),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "tty; stty size; read x; stty size; exit 2".into(),
+                ],
+                tty: true,
+                width: 100,
+                height: 40,
+                ..Default::default()
+            },
+            vec![b"go\n".to_vec()],
+            Some((120, 50)),
+        )
+        .await;
+        assert_eq!(code, 2);
+        let text = String::from_utf8_lossy(got.get(&false).map_or(&[][..], |v| v));
+        assert!(text.contains("/dev/pts/"), "{text:?}");
+        assert!(text.contains("40 100"), "{text:?}");
+        assert!(text.contains("50 120"), "{text:?}");
+
+        c.remove_sandbox(RemoveSandboxRequest {
+            id: "ex".into(),
+            grace_period_seconds: 1,
+        })
+        .await
+        .expect("remove");
+        assert_clean(&d, &[t]);
+    });
+}
+
+async fn exec_sync_err(c: &mut Client, task: &str, cmd: &[&str]) -> tonic::Status {
+    c.exec_sync(ExecSyncRequest {
+        task_id: task.into(),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        timeout_seconds: 5,
+        env: HashMap::new(),
+    })
+    .await
+    .expect_err("fails")
+}
+
+/// Runs an attached exec: `input` chunks as stdin (then closed, unless a
+/// terminal), an optional resize after the first output. Returns the output
+/// by stream (stderr: true) and the exit code.
+async fn attached(
+    c: &mut Client,
+    start: ExecStart,
+    input: Vec<Vec<u8>>,
+    resize: Option<(u32, u32)>,
+) -> (HashMap<bool, Vec<u8>>, i32) {
+    let tty = start.tty;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let req = |r| ExecRequest { request: Some(r) };
+    tx.send(req(exec_request::Request::Start(start)))
+        .await
+        .expect("send");
+    let mut resp = c
+        .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("exec")
+        .into_inner();
+    let first = resp.message().await.expect("started").expect("a message");
+    assert!(
+        matches!(first.response, Some(exec_response::Response::Started(ref s)) if s.pid > 0),
+        "{first:?}"
+    );
+    if let Some((w, h)) = resize {
+        // After the first size is printed.
+        let m = resp.message().await.expect("output").expect("a message");
+        let mut got: HashMap<bool, Vec<u8>> = HashMap::new();
+        if let Some(exec_response::Response::Stdout(b)) = m.response {
+            got.entry(false).or_default().extend(b);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(req(exec_request::Request::Resize(TerminalSize {
+            width: w,
+            height: h,
+        })))
+        .await
+        .expect("resize");
+        return finish(resp, tx, input, tty, got).await;
+    }
+    finish(resp, tx, input, tty, HashMap::new()).await
+}
+
+async fn finish(
+    mut resp: tonic::Streaming<ExecResponse>,
+    tx: tokio::sync::mpsc::Sender<ExecRequest>,
+    input: Vec<Vec<u8>>,
+    tty: bool,
+    mut got: HashMap<bool, Vec<u8>>,
+) -> (HashMap<bool, Vec<u8>>, i32) {
+    let req = |r| ExecRequest { request: Some(r) };
+    for chunk in input {
+        tx.send(req(exec_request::Request::Stdin(chunk)))
+            .await
+            .expect("stdin");
+    }
+    if !tty {
+        tx.send(req(exec_request::Request::CloseStdin(true)))
+            .await
+            .expect("close");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = tokio::time::timeout_at(deadline, resp.message())
+            .await
+            .expect("the exec ends in time")
+            .expect("stream")
+            .expect("an exit before the end");
+        match m.response {
+            Some(exec_response::Response::Stdout(b)) => got.entry(false).or_default().extend(b),
+            Some(exec_response::Response::Stderr(b)) => got.entry(true).or_default().extend(b),
+            Some(exec_response::Response::ExitCode(code)) => return (got, code),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn stats_move_and_events_come_in_order() {
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    let mut events = d.client(&rt);
+    let mut ev = rt.block_on(async {
+        events
+            .events(EventsRequest {
+                sandbox_id: "st".into(),
+                task_id: String::new(),
+            })
+            .await
+            .expect("events")
+            .into_inner()
+    });
+    rt.block_on(async {
+        sandbox(&mut c, "st", NetworkMode::Host).await;
+        let mut cfg = sh("while :; do :; done");
+        cfg.resources = Some(Resources {
+            memory_mb: 64,
+            pids: 50,
+            ..Default::default()
+        });
+        let t = run(&mut c, "st", "busy", cfg).await;
+        let mut stats = c
+            .task_stats(TaskStatsRequest {
+                task_id: t.id.clone(),
+                interval_ms: 200,
+            })
+            .await
+            .expect("stats")
+            .into_inner();
+        let mut readings = Vec::new();
+        for _ in 0..4 {
+            readings.push(stats.message().await.expect("stats").expect("a reading"));
+        }
+        drop(stats);
+        for w in readings.windows(2) {
+            assert!(
+                w[1].cpu_total_ns > w[0].cpu_total_ns,
+                "CPU time moves: {readings:?}"
+            );
+        }
+        assert!(
+            readings[1..].iter().any(|r| r.cpu_percent > 20.0),
+            "{readings:?}"
+        );
+        let last = readings.last().expect("reading");
+        assert_eq!(last.memory_limit, 64 * 1024 * 1024);
+        assert_eq!(last.pids_limit, 50);
+        assert!(last.pids_current >= 1 && last.memory_usage > 0, "{last:?}");
+
+        let r = exec_sync(&mut c, &t.id, &["true"]).await;
+        assert_eq!(r.exit_code, 0);
+        stop(&mut c, &t.id, 1).await;
+        c.remove_sandbox(RemoveSandboxRequest {
+            id: "st".into(),
+            grace_period_seconds: 1,
+        })
+        .await
+        .expect("remove");
+
+        let mut topics = Vec::new();
+        while topics.last().map(String::as_str) != Some("sandbox-removed") {
+            let e = tokio::time::timeout(Duration::from_secs(5), ev.message())
+                .await
+                .expect("events in time")
+                .expect("stream")
+                .expect("event");
+            assert_eq!(e.sandbox_id, "st");
+            topics.push(e.topic);
+        }
+        assert_eq!(
+            topics,
+            [
+                "sandbox-ready",
+                "task-created",
+                "task-started",
+                "exec-started",
+                "exec-exited",
+                "task-exited",
+                "task-removed",
+                "sandbox-removed"
+            ]
+        );
+        assert_clean(&d, &[t]);
+    });
+}
+
+#[test]
+fn a_task_over_its_memory_limit_is_killed_and_says_so() {
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        sandbox(&mut c, "oom", NetworkMode::Host).await;
+        let mut cfg = sh("a=x; while :; do a=\"$a$a\"; done");
+        cfg.resources = Some(Resources {
+            memory_mb: 16,
+            ..Default::default()
+        });
+        let t = run(&mut c, "oom", "hog", cfg).await;
+        let w = tokio::time::timeout(
+            Duration::from_secs(20),
+            c.wait_task(WaitTaskRequest {
+                task_id: t.id.clone(),
+            }),
+        )
+        .await
+        .expect("killed in time")
+        .expect("wait")
+        .into_inner();
+        assert_eq!(w.exit_code, 137);
+        assert!(w.oom_killed);
+        c.remove_sandbox(RemoveSandboxRequest {
+            id: "oom".into(),
+            grace_period_seconds: 1,
+        })
+        .await
+        .expect("remove");
+        assert_clean(&d, &[t]);
+    });
+}
+
+#[test]
+fn errors_carry_codes_and_messages_a_person_can_act_on() {
+    let d = Daemon::with_config(Some("denied_host_uids = \"0\"\n"));
+    let rt = rt();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        let expect = |r: Result<Task, tonic::Status>, code: Code, text: &str| {
+            let e = r.expect_err("refused");
+            assert_eq!(e.code(), code, "{e}");
+            assert!(
+                e.message().contains(text),
+                "{:?} lacks {text:?}",
+                e.message()
+            );
+        };
+        sandbox(&mut c, "err", NetworkMode::Host).await;
+        let e = c
+            .run_sandbox(RunSandboxRequest {
+                id: "err".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("exists");
+        assert_eq!(e.code(), Code::AlreadyExists);
+        assert_eq!(e.message(), "sandbox err already exists");
+        let e = c
+            .run_sandbox(RunSandboxRequest {
+                id: "a/b".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("bad id");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(
+            e.message().starts_with("id: \"a/b\" is not a valid name"),
+            "{e}"
+        );
+
+        let e = c
+            .task_status(TaskStatusRequest {
+                task_id: "err.nope".into(),
+            })
+            .await
+            .expect_err("missing");
+        assert_eq!(
+            (e.code(), e.message()),
+            (Code::NotFound, "task err.nope not found")
+        );
+        expect(
+            create(&mut c, "nosuch", "t", sh("true")).await,
+            Code::NotFound,
+            "sandbox nosuch not found",
+        );
+        expect(
+            create(&mut c, "err", "t", config("", &[])).await,
+            Code::InvalidArgument,
+            "config.command",
+        );
+        let mut cfg = sh("true");
+        cfg.cap_add = vec!["flying".into()];
+        expect(
+            create(&mut c, "err", "t", cfg).await,
+            Code::InvalidArgument,
+            "config.cap_add[0]: unknown capability",
+        );
+        let mut cfg = sh("true");
+        cfg.resources = Some(Resources {
+            cores: 4096,
+            ..Default::default()
+        });
+        expect(
+            create(&mut c, "err", "t", cfg).await,
+            Code::InvalidArgument,
+            "config.resources.cores",
+        );
+        let mut cfg = sh("true");
+        cfg.cap_add = vec!["sys_admin".into()];
+        expect(
+            create(&mut c, "err", "t", cfg).await,
+            Code::PermissionDenied,
+            "driver does not allow the following capabilities: sys_admin",
+        );
+        let mut cfg = sh("true");
+        cfg.user = "root".into();
+        expect(
+            create(&mut c, "err", "t", cfg).await,
+            Code::PermissionDenied,
+            "uid 0",
+        );
+
+        let t = create(&mut c, "err", "t", config("/bin/sleep", &["100"]))
+            .await
+            .expect("create");
+        expect(
+            create(&mut c, "err", "t", sh("true")).await,
+            Code::AlreadyExists,
+            "task err.t already exists",
+        );
+        let e = exec_sync_err(&mut c, &t.id, &["true"]).await;
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+        assert!(e.message().contains("is not running"), "{e}");
+        c.start_task(StartTaskRequest {
+            task_id: t.id.clone(),
+        })
+        .await
+        .expect("start");
+        let e = c
+            .start_task(StartTaskRequest {
+                task_id: t.id.clone(),
+            })
+            .await
+            .expect_err("started twice");
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+        let e = c
+            .remove_task(RemoveTaskRequest {
+                task_id: t.id.clone(),
+            })
+            .await
+            .expect_err("running");
+        assert_eq!(
+            (e.code(), e.message()),
+            (
+                Code::FailedPrecondition,
+                "task err.t is running: stop it first"
+            )
+        );
+        let e = c
+            .signal_task(SignalTaskRequest {
+                task_id: t.id.clone(),
+                signal: "SIGNOPE".into(),
+            })
+            .await
+            .expect_err("bad signal");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("signal: "), "{e}");
+
+        c.stop_sandbox(StopSandboxRequest {
+            id: "err".into(),
+            grace_period_seconds: 1,
+        })
+        .await
+        .expect("stop sandbox");
+        expect(
+            create(&mut c, "err", "u", sh("true")).await,
+            Code::FailedPrecondition,
+            "sandbox err is stopped",
+        );
+        c.remove_task(RemoveTaskRequest {
+            task_id: t.id.clone(),
+        })
+        .await
+        .expect("remove task");
+        c.remove_sandbox(RemoveSandboxRequest {
+            id: "err".into(),
+            grace_period_seconds: 1,
+        })
+        .await
+        .expect("remove");
+        assert_clean(&d, &[t]);
+    });
+}
+
+#[test]
+fn stop_task_waits_the_grace_period_then_kills() {
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        sandbox(&mut c, "gr", NetworkMode::Host).await;
+        let stubborn = run(
+            &mut c,
+            "gr",
+            "stubborn",
+            sh("trap '' TERM; while :; do sleep 0.1; done"),
+        )
+        .await;
+        let polite = run(
+            &mut c,
+            "gr",
+            "polite",
+            sh("trap 'exit 3' TERM; while :; do sleep 0.1; done"),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // the traps are set
+
+        let t0 = Instant::now();
+        let p = stop(&mut c, &polite.id, 10).await;
+        assert_eq!(p.exit_code, 3);
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+
+        let t0 = Instant::now();
+        let s = stop(&mut c, &stubborn.id, 2).await;
+        let took = t0.elapsed();
+        assert_eq!(s.exit_code, 137, "SIGKILL after the grace period");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+
+        c.remove_sandbox(RemoveSandboxRequest {
+            id: "gr".into(),
+            grace_period_seconds: 1,
+        })
+        .await
+        .expect("remove");
+        assert_clean(&d, &[s, p]);
+    });
+}
+
+#[test]
+fn a_restarted_daemon_keeps_its_tasks() {
+    let mut d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    let t = rt.block_on(async {
+        sandbox(&mut c, "rs", NetworkMode::Group).await;
+        run(
+            &mut c,
+            "rs",
+            "svc",
+            sh("trap 'exit 3' TERM; while :; do sleep 0.1; done"),
+        )
+        .await
+    });
+    d.terminate();
+    assert!(alive(t.pid as i32), "the task outlives the daemon");
+    assert!(!d.socket().exists(), "the socket is removed on SIGTERM");
+    d.spawn();
+    let mut c = d.client(&rt);
+    let mut waiter = d.client(&rt);
+    rt.block_on(async {
+        let st = c
+            .task_status(TaskStatusRequest {
+                task_id: t.id.clone(),
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .task
+            .expect("task");
+        assert_eq!((st.state, st.pid), (TaskState::Running as i32, t.pid));
+        assert_eq!(
+            out(&mut c, &t.id, &["echo", "still here"]).await,
+            "still here"
+        );
+        let id = t.id.clone();
+        let wait =
+            tokio::spawn(async move { waiter.wait_task(WaitTaskRequest { task_id: id }).await });
+        c.signal_task(SignalTaskRequest {
+            task_id: t.id.clone(),
+            signal: "TERM".into(),
+        })
+        .await
+        .expect("signal");
+        let w = tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("the wait returns")
+            .expect("join")
+            .expect("wait")
+            .into_inner();
+        // Not the daemon's child any more: the exit is seen, its status is not.
+        assert_eq!(w.exit_code, 255);
+        assert!(!alive(t.pid as i32));
+        c.remove_sandbox(RemoveSandboxRequest {
+            id: "rs".into(),
+            grace_period_seconds: 1,
+        })
+        .await
+        .expect("remove");
+    });
+    assert_clean(&d, &[t]);
+}
+
+#[test]
+fn isoexecctl_drives_the_api_from_a_shell() {
+    let d = Daemon::start();
+    let ok = |args: &[&str]| {
+        let o = d.ctl(args);
+        assert!(o.status.success(), "isoexecctl {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(ok(&["version"]).starts_with("isoexecd "));
+    assert!(ok(&["fingerprint"]).contains("driver.exec = 1"));
+    assert_eq!(
+        ok(&[
+            "sandbox",
+            "run",
+            "cli",
+            "--network",
+            "group",
+            "--label",
+            "team=a"
+        ])
+        .trim(),
+        "cli"
+    );
+    let id = ok(&[
+        "run",
+        "cli",
+        "web",
+        "--env",
+        "WHO=cli",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo $WHO > /alloc/who; exec sleep 100",
+    ]);
+    assert_eq!(id.trim(), "cli.web");
+    let ls = ok(&["task", "ls", "--sandbox", "cli"]);
+    assert!(ls.contains("cli.web") && ls.contains("running"), "{ls}");
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&["-o", "json", "task", "status", "cli.web"])).expect("json");
+    assert_eq!(j["state"], "running");
+    assert_eq!(j["config"]["env"]["WHO"], "cli");
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&["sandbox", "ls", "--label", "team=a", "-o", "json"]))
+            .expect("json");
+    assert_eq!(j[0]["network_mode"], "group");
+    assert!(eventually(5, || d
+        .ctl(&["exec", "cli.web", "--", "cat", "/alloc/who"])
+        .status
+        .success()));
+    assert_eq!(
+        ok(&["exec", "cli.web", "--", "cat", "/alloc/who"]).trim(),
+        "cli"
+    );
+    let o = d.ctl(&["exec", "cli.web", "--", "sh", "-c", "exit 9"]);
+    assert_eq!(o.status.code(), Some(9), "exec's exit code is isoexecctl's");
+    // Attached, stdin from a pipe.
+    let mut child = Command::new(binary("isoexecctl"))
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["exec", "-i", "cli.web", "--", "tr", "a-z", "A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("isoexecctl exec -i");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"shout\n").expect("write");
+    }
+    let o = child.wait_with_output().expect("exec -i");
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "SHOUT\n"));
+
+    let o = d.ctl(&["task", "status", "cli.nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("NotFound: task cli.nope not found"),
+        "{}",
+        stderr(&o)
+    );
+    ok(&["task", "stop", "cli.web", "--grace", "1"]);
+    let o = d.ctl(&["task", "wait", "cli.web"]);
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "pid 1 of its namespace ignores SIGTERM"
+    );
+    ok(&["task", "rm", "cli.web"]);
+    ok(&["sandbox", "rm", "cli"]);
+    let ls = ok(&["sandbox", "ls"]);
+    assert_eq!(ls.lines().count(), 1, "only the header: {ls}");
+    assert_clean(&d, &[]);
+}
+
+#[test]
+fn generic_grpc_tools_discover_the_api_by_reflection_on_a_private_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let d = Daemon::start();
+    let mode = std::fs::metadata(d.socket())
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is root's alone");
+    let rt = rt();
+    rt.block_on(async {
+        let ch = isoexec_daemon::client::channel(d.socket())
+            .await
+            .expect("channel");
+        let mut r = ServerReflectionClient::new(ch);
+        let ask = |m| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let reqs = vec![
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol(
+                "isoexec.v1.RuntimeService".into(),
+            )),
+        ];
+        let mut resp = r
+            .server_reflection_info(tokio_stream::iter(reqs))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(l)) = resp
+            .message()
+            .await
+            .expect("answer")
+            .and_then(|m| m.message_response)
+        else {
+            panic!("no service list");
+        };
+        let names: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"isoexec.v1.RuntimeService".to_string()),
+            "{names:?}"
+        );
+        let Some(MessageResponse::FileDescriptorResponse(f)) = resp
+            .message()
+            .await
+            .expect("answer")
+            .and_then(|m| m.message_response)
+        else {
+            panic!("no descriptor");
+        };
+        let file = String::from_utf8_lossy(&f.file_descriptor_proto[0]).into_owned();
+        assert!(
+            file.contains("isoexec/v1/runtime.proto") && file.contains("ExecSync"),
+            "{file}"
+        );
+    });
+}
