@@ -50,6 +50,8 @@ bench: deps release
 install: release
 	install -D -m 0755 $(RELEASE)/isoexec $(DESTDIR)$(PREFIX)/bin/isoexec
 	install -D -m 0755 $(RELEASE)/containerd-shim-isoexec-v1 $(DESTDIR)$(PREFIX)/bin/containerd-shim-isoexec-v1
+	install -D -m 0755 $(RELEASE)/isoexecd $(DESTDIR)$(PREFIX)/bin/isoexecd
+	install -D -m 0755 $(RELEASE)/isoexecctl $(DESTDIR)$(PREFIX)/bin/isoexecctl
 
 clean:
 	$(CARGO) clean

@@ -124,6 +124,11 @@ impl Daemon {
 
     fn emit(&self, topic: &str, task_id: &str, exec_id: &str, pid: i32, exit_code: i32) {
         let sandbox_id = sandbox_of(task_id).to_string();
+        if exec_id.is_empty() {
+            tracing::info!(task = task_id, pid, exit_code, "{topic}");
+        } else {
+            tracing::debug!(task = task_id, exec = exec_id, pid, exit_code, "{topic}");
+        }
         let _ = self.events.send(Event {
             topic: topic.into(),
             sandbox_id,
@@ -136,6 +141,7 @@ impl Daemon {
     }
 
     fn emit_sandbox(&self, topic: &str, id: &str) {
+        tracing::info!(sandbox = id, "{topic}");
         let _ = self.events.send(Event {
             topic: topic.into(),
             sandbox_id: id.into(),
@@ -590,6 +596,9 @@ impl RuntimeService for Arc<Daemon> {
                 rootfs_mounted: false,
             })
             .map_err(|e| undo(status(e)))?;
+        for w in &created.warnings {
+            tracing::warn!(task = %id, "{w}");
+        }
         let t = Task {
             id: id.clone(),
             sandbox_id: s.id.clone(),

@@ -598,6 +598,27 @@ fn stats_move_and_events_come_in_order() {
         assert_eq!(last.pids_limit, 50);
         assert!(last.pids_current >= 1 && last.memory_usage > 0, "{last:?}");
 
+        c.update_task_resources(UpdateTaskResourcesRequest {
+            task_id: t.id.clone(),
+            resources: Some(Resources {
+                memory_mb: 128,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("update");
+        let mut stats = c
+            .task_stats(TaskStatsRequest {
+                task_id: t.id.clone(),
+                interval_ms: 100,
+            })
+            .await
+            .expect("stats")
+            .into_inner();
+        let r = stats.message().await.expect("stats").expect("a reading");
+        assert_eq!(r.memory_limit, 128 * 1024 * 1024, "the update is in force");
+        drop(stats);
+
         let r = exec_sync(&mut c, &t.id, &["true"]).await;
         assert_eq!(r.exit_code, 0);
         stop(&mut c, &t.id, 1).await;
@@ -672,7 +693,9 @@ fn a_task_over_its_memory_limit_is_killed_and_says_so() {
 
 #[test]
 fn errors_carry_codes_and_messages_a_person_can_act_on() {
-    let d = Daemon::with_config(Some("denied_host_uids = \"0\"\n"));
+    let d = Daemon::with_config(Some(
+        "denied_host_uids = \"0\"\ndefault_pid_mode = \"host\"\n",
+    ));
     let rt = rt();
     let mut c = d.client(&rt);
     rt.block_on(async {
