@@ -274,6 +274,19 @@ impl Daemon {
         Ok(())
     }
 
+    /// Stops `tasks` together: one grace period for all, not one each.
+    async fn stop_all(self: &Arc<Self>, tasks: Vec<String>, grace: Duration) -> Result<(), Status> {
+        let mut set = tokio::task::JoinSet::new();
+        for t in tasks {
+            let d = self.clone();
+            set.spawn(async move { d.stop(&t, libc::SIGTERM, grace).await });
+        }
+        while let Some(r) = set.join_next().await {
+            r.map_err(|e| internal("stopping a task", e))??;
+        }
+        Ok(())
+    }
+
     /// Deletes an exited task: the engine's state, its bundle, its record.
     fn drop_task(&self, id: &str) -> Result<(), Status> {
         let t = self.task_record(id)?;
@@ -468,10 +481,8 @@ impl RuntimeService for Arc<Daemon> {
         let req = req.into_inner();
         let s = self.sandbox_record(&req.id)?;
         let tasks = self.sandbox_view(s).task_ids;
-        for t in &tasks {
-            self.stop(t, libc::SIGTERM, grace(req.grace_period_seconds))
-                .await?;
-        }
+        self.stop_all(tasks, grace(req.grace_period_seconds))
+            .await?;
         let saved = {
             let mut r = self.records();
             r.sandboxes.get_mut(&req.id).map(|s| {
@@ -492,9 +503,10 @@ impl RuntimeService for Arc<Daemon> {
     ) -> Result<Response<RemoveSandboxResponse>, Status> {
         let req = req.into_inner();
         let s = self.sandbox_record(&req.id)?;
-        for t in self.sandbox_view(s).task_ids {
-            self.stop(&t, libc::SIGTERM, grace(req.grace_period_seconds))
-                .await?;
+        let tasks = self.sandbox_view(s).task_ids;
+        self.stop_all(tasks.clone(), grace(req.grace_period_seconds))
+            .await?;
+        for t in tasks {
             self.drop_task(&t)?;
         }
         sandbox::remove_netns(&self.layout.netns(&req.id));

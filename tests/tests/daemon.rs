@@ -892,13 +892,34 @@ fn stop_task_waits_the_grace_period_then_kills() {
             "{took:?}"
         );
 
+        // Removing the sandbox stops its tasks together: one grace period.
+        let mut more = Vec::new();
+        for name in ["s1", "s2", "s3"] {
+            more.push(
+                run(
+                    &mut c,
+                    "gr",
+                    name,
+                    sh("trap '' TERM; while :; do sleep 0.1; done"),
+                )
+                .await,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = Instant::now();
         c.remove_sandbox(RemoveSandboxRequest {
             id: "gr".into(),
             grace_period_seconds: 1,
         })
         .await
         .expect("remove");
-        assert_clean(&d, &[s, p]);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_millis(2500),
+            "{took:?}"
+        );
+        more.extend([s, p]);
+        assert_clean(&d, &more);
     });
 }
 
