@@ -329,6 +329,17 @@ pub fn task_spec(
         env.retain(|e| !e.starts_with(&format!("{k}=")));
         env.push(format!("{k}={}", cfg.env[k]));
     }
+    for (f, v) in [
+        ("config.stdout_path", &cfg.stdout_path),
+        ("config.stderr_path", &cfg.stderr_path),
+    ] {
+        if !v.is_empty() && !v.starts_with('/') {
+            return Err(invalid(
+                f,
+                format!("{v:?} is not an absolute path on the host"),
+            ));
+        }
+    }
     let caps = capabilities(cfg, driver)?;
     let cwd = if cfg.work_dir.is_empty() {
         "/"

@@ -222,8 +222,14 @@ fn mounts_are_binds_and_checked() {
 }
 
 #[test]
-fn command_and_work_dir_are_checked() {
+fn command_work_dir_and_log_paths_are_checked() {
     assert_eq!(err_of(&cfg("")).field, "config.command");
+    let mut c = cfg("/bin/true");
+    c.stdout_path = "out.log".into();
+    assert_eq!(err_of(&c).field, "config.stdout_path");
+    c.stdout_path = "/var/log/out.log".into();
+    c.stderr_path = "err.log".into();
+    assert_eq!(err_of(&c).field, "config.stderr_path");
     let mut c = cfg("/bin/true");
     c.work_dir = "tmp".into();
     assert_eq!(err_of(&c).field, "config.work_dir");

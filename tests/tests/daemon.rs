@@ -1010,16 +1010,19 @@ fn isoexecctl_drives_the_api_from_a_shell() {
         .trim(),
         "cli"
     );
+    let log = d.dir.path().join("web.log");
     let id = ok(&[
         "run",
         "cli",
         "web",
         "--env",
         "WHO=cli",
+        "--stdout",
+        log.to_str().expect("utf-8"),
         "--",
         "/bin/sh",
         "-c",
-        "echo $WHO > /alloc/who; exec sleep 100",
+        "echo $WHO > /alloc/who; echo logged as $(id -un); exec sleep 100",
     ]);
     assert_eq!(id.trim(), "cli.web");
     let ls = ok(&["task", "ls", "--sandbox", "cli"]);
@@ -1039,6 +1042,10 @@ fn isoexecctl_drives_the_api_from_a_shell() {
     assert_eq!(
         ok(&["exec", "cli.web", "--", "cat", "/alloc/who"]).trim(),
         "cli"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("stdout_path"),
+        "logged as nobody\n"
     );
     let o = d.ctl(&["exec", "cli.web", "--", "sh", "-c", "exit 9"]);
     assert_eq!(o.status.code(), Some(9), "exec's exit code is isoexecctl's");
