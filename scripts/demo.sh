@@ -4,7 +4,7 @@
 # on a busybox image. Needs root.
 set -euo pipefail
 
-bin_dir=${1:-target/release}
+bin_dir=${1:-target/dist}
 iso_bin="$(cd "$bin_dir" && pwd)/isoexec"
 repo=$(pwd)
 work=$(mktemp -d /tmp/isoexec-demo.XXXXXX)

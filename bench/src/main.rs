@@ -22,7 +22,7 @@ fn parse_args() -> Opts {
         only: None,
         runs: 40,
         warmup: 5,
-        bin_dir: PathBuf::from("target/release"),
+        bin_dir: PathBuf::from("target/dist"),
         out: PathBuf::from("target/bench"),
     };
     let mut args = std::env::args().skip(1);
