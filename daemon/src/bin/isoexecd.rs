@@ -14,7 +14,8 @@ struct Args {
     #[arg(long, default_value = isoexec_daemon::client::DEFAULT_SOCKET)]
     listen: PathBuf,
     /// Where sandboxes and tasks are recorded (found again after a restart).
-    #[arg(long, default_value = "/run/isoexec/isoexecd")]
+    /// Not under the CLI's root (/run/isoexec), whose entries are containers.
+    #[arg(long, default_value = "/run/isoexecd")]
     state_dir: PathBuf,
     /// The driver config file (default: $ISOEXEC_CONFIG, else /etc/isoexec/config.toml).
     #[arg(long)]
