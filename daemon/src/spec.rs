@@ -360,6 +360,9 @@ pub fn task_spec(
         "bounding": caps, "effective": caps, "permitted": caps,
     });
     spec["root"] = json!({ "path": "rootfs", "readonly": false });
+    // The daemon's own cgroup parent: a container of the CLI named like a
+    // task (SANDBOX.NAME) must not share its cgroup.
+    spec["linux"]["cgroupsPath"] = json!(format!("/isoexecd/{}", task_id(at.sandbox_id, at.name)));
     spec["hostname"] = json!(at.name);
 
     let mut annotations = serde_json::Map::new();

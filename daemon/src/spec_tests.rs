@@ -52,6 +52,8 @@ fn the_spec_parses_as_an_oci_spec() {
     assert_eq!(p.cwd().to_str(), Some("/"));
     assert_eq!(s.hostname().as_deref(), Some("server"));
     assert_eq!(s.root().as_ref().map(|r| r.readonly()), Some(Some(false)));
+    let cg = s.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    assert_eq!(cg, Some("/isoexecd/web.server".into()));
 }
 
 #[test]

@@ -225,7 +225,7 @@ fn assert_clean(d: &Daemon, tasks: &[Task]) {
             t.pid
         );
         for c in ["memory", "pids", "cpu", "freezer"] {
-            let dir = cgroup_dir(c, &format!("/isoexec/{}", t.id));
+            let dir = cgroup_dir(c, &format!("/isoexecd/{}", t.id));
             assert!(!dir.exists(), "{} left", dir.display());
         }
     }
@@ -570,6 +570,8 @@ fn stats_move_and_events_come_in_order() {
             ..Default::default()
         });
         let t = run(&mut c, "st", "busy", cfg).await;
+        let cg = cgroup_dir("memory", "/isoexecd/st.busy");
+        assert!(cg.exists(), "the task's cgroup is {}", cg.display());
         let mut stats = c
             .task_stats(TaskStatsRequest {
                 task_id: t.id.clone(),
