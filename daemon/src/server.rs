@@ -168,32 +168,56 @@ impl Daemon {
                     self.emit("exec-exited", &id, &exec_id, pid, exit.status as i32);
                     return;
                 }
+                // The kernel's count, read before the cgroup goes: the OOM
+                // notification may come after the exit.
                 let oom = self
                     .sup
                     .with_cgroup(&id, |cg| isoexec_shim::usage::read(cg).oom_kills > 0)
                     .unwrap_or(false);
+                if oom {
+                    self.oom(&id, pid);
+                }
                 let saved = {
                     let mut r = self.records();
                     r.tasks.get_mut(&id).map(|t| {
                         t.finished_at = exit_ns(&exit);
                         t.exit_code = exit.status as i32;
-                        t.oom_killed = oom;
                         t.clone()
                     })
                 };
                 if let Some(t) = saved {
                     let _ = sandbox::save_task(&self.layout, &t);
                 }
-                if oom {
-                    self.emit("task-oom", &id, "", pid, exit.status as i32);
-                }
                 self.emit("task-exited", &id, "", pid, exit.status as i32);
             }
-            SupEvent::Oom { .. } => {} // reported with the exit, from the cgroup's count
+            SupEvent::Oom { id } => {
+                let pid = self.sup.task_pid(&id).unwrap_or(0);
+                self.oom(&id, pid);
+            }
             SupEvent::Deleted { id, pid, exit } => {
                 self.emit("task-removed", &id, "", pid, exit.status as i32)
             }
             SupEvent::ExecAdded { .. } | SupEvent::Paused { .. } | SupEvent::Resumed { .. } => {}
+        }
+    }
+
+    /// The kernel killed in task `id`'s memory cgroup: recorded and
+    /// published once (a process of the task may be killed while the task
+    /// goes on; the exit reads the count in case the notice comes late).
+    fn oom(&self, id: &str, pid: i32) {
+        let first = {
+            let mut r = self.records();
+            match r.tasks.get_mut(id) {
+                Some(t) if !t.oom_killed => {
+                    t.oom_killed = true;
+                    Some(t.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(t) = first {
+            let _ = sandbox::save_task(&self.layout, &t);
+            self.emit("task-oom", id, "", pid, 0);
         }
     }
 

@@ -658,18 +658,65 @@ fn stats_move_and_events_come_in_order() {
     });
 }
 
+/// The next task-oom or task-exited event: (topic, task id).
+async fn oom_or_exit(ev: &mut tonic::Streaming<Event>) -> (String, String) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let e = ev.message().await.expect("stream").expect("event");
+            if e.topic == "task-oom" || e.topic == "task-exited" {
+                return (e.topic, e.task_id);
+            }
+        }
+    })
+    .await
+    .expect("an event in time")
+}
+
 #[test]
 fn a_task_over_its_memory_limit_is_killed_and_says_so() {
     let d = Daemon::start();
     let rt = rt();
     let mut c = d.client(&rt);
+    let mut events = d.client(&rt);
     rt.block_on(async {
+        let mut ev = events
+            .events(EventsRequest {
+                sandbox_id: "oom".into(),
+                task_id: String::new(),
+            })
+            .await
+            .expect("events")
+            .into_inner();
         sandbox(&mut c, "oom", NetworkMode::Host).await;
-        let mut cfg = sh("a=x; while :; do a=\"$a$a\"; done");
-        cfg.resources = Some(Resources {
+        let limit = Some(Resources {
             memory_mb: 16,
             ..Default::default()
         });
+        // A process of the task is killed, the task goes on: reported at once.
+        let mut cfg = sh("(a=x; while :; do a=\"$a$a\"; done); exec sleep 100");
+        cfg.resources = limit;
+        let survivor = run(&mut c, "oom", "survivor", cfg).await;
+        assert_eq!(
+            oom_or_exit(&mut ev).await,
+            ("task-oom".to_string(), survivor.id.clone())
+        );
+        let st = c
+            .task_status(TaskStatusRequest {
+                task_id: survivor.id.clone(),
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .task
+            .expect("task");
+        assert!(
+            st.oom_killed && st.state == TaskState::Running as i32,
+            "{st:?}"
+        );
+
+        // The task itself is killed: its exit says so, one OOM event.
+        let mut cfg = sh("a=x; while :; do a=\"$a$a\"; done");
+        cfg.resources = limit;
         let t = run(&mut c, "oom", "hog", cfg).await;
         let w = tokio::time::timeout(
             Duration::from_secs(20),
@@ -683,13 +730,21 @@ fn a_task_over_its_memory_limit_is_killed_and_says_so() {
         .into_inner();
         assert_eq!(w.exit_code, 137);
         assert!(w.oom_killed);
+        assert_eq!(
+            oom_or_exit(&mut ev).await,
+            ("task-oom".to_string(), t.id.clone())
+        );
+        assert_eq!(
+            oom_or_exit(&mut ev).await,
+            ("task-exited".to_string(), t.id.clone())
+        );
         c.remove_sandbox(RemoveSandboxRequest {
             id: "oom".into(),
             grace_period_seconds: 1,
         })
         .await
         .expect("remove");
-        assert_clean(&d, &[t]);
+        assert_clean(&d, &[t, survivor]);
     });
 }
 
