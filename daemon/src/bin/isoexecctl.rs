@@ -112,31 +112,43 @@ enum SandboxCmd {
 
 #[derive(clap::Args)]
 struct CreateArgs {
+    /// The sandbox the task joins.
     sandbox: String,
+    /// The task's name in the sandbox (its id is SANDBOX.NAME).
     name: String,
-    #[arg(long, default_value = "")]
+    /// A host user name, "uid" or "uid:gid" (default: nobody).
+    #[arg(long, default_value = "", hide_default_value = true)]
     user: String,
-    #[arg(long, default_value = "")]
+    /// The working directory in the task (default: /).
+    #[arg(long, default_value = "", hide_default_value = true)]
     work_dir: String,
+    /// KEY=VALUE, repeatable.
     #[arg(long = "env", short = 'e', value_parser = key_value)]
     env: Vec<(String, String)>,
-    #[arg(long, default_value = "")]
+    /// private or host (default: the config's default_pid_mode).
+    #[arg(long, default_value = "", hide_default_value = true)]
     pid_mode: String,
-    #[arg(long, default_value = "")]
+    /// private or host (default: the config's default_ipc_mode).
+    #[arg(long, default_value = "", hide_default_value = true)]
     ipc_mode: String,
+    /// A capability to add (net_raw, ..., or all), repeatable.
     #[arg(long)]
     cap_add: Vec<String>,
+    /// A capability to drop (or all), repeatable.
     #[arg(long)]
     cap_drop: Vec<String>,
     #[command(flatten)]
     resources: ResourceArgs,
-    /// HOST:TASK[:ro]
+    /// HOST:TASK[:ro], repeatable.
     #[arg(long = "mount", value_parser = mount)]
     mounts: Vec<Mount>,
-    #[arg(long, default_value = "")]
+    /// A host file the task's stdout is appended to.
+    #[arg(long, default_value = "", hide_default_value = true)]
     stdout: String,
-    #[arg(long, default_value = "")]
+    /// A host file the task's stderr is appended to.
+    #[arg(long, default_value = "", hide_default_value = true)]
     stderr: String,
+    /// The program (a path in the task's chroot) and its arguments.
     #[arg(required = true, last = true)]
     command: Vec<String>,
 }
@@ -144,17 +156,19 @@ struct CreateArgs {
 #[derive(clap::Args)]
 struct ResourceArgs {
     /// CPU in MHz (shares).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     cpu: i64,
-    #[arg(long, default_value_t = 0)]
+    /// Cores of its own (cpuset).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     cores: u32,
-    /// Memory in MiB.
-    #[arg(long, default_value_t = 0)]
+    /// Memory in MiB: the limit, or the reservation with --memory-max.
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     memory: i64,
     /// The hard memory limit in MiB.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     memory_max: i64,
-    #[arg(long, default_value_t = 0)]
+    /// The most processes.
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     pids: i64,
 }
 
