@@ -320,15 +320,14 @@ pub fn device_rules(
                 format!("access {access:?} must be made of r, w and m"),
             ));
         }
-        rules.push(DeviceRule::new(
-            r.allow(),
-            kind,
-            r.major(),
-            r.minor(),
-            &access,
-        ));
+        push_rule(
+            &mut rules,
+            DeviceRule::new(r.allow(), kind, r.major(), r.minor(), &access),
+        );
     }
-    rules.extend(default_device_rules());
+    for r in default_device_rules() {
+        push_rule(&mut rules, r);
+    }
     for d in devices {
         let kind = match d.kind {
             DeviceKind::Char => 'c',
@@ -342,11 +341,23 @@ pub fn device_rules(
             Some(d.minor as i64),
             "rwm",
         );
-        if !rules.contains(&rule) {
-            rules.push(rule);
-        }
+        push_rule(&mut rules, rule);
     }
     Ok(rules)
+}
+
+/// Appends `r` unless it would change nothing: the same rule stands
+/// earlier and every rule since has its polarity (none can have undone
+/// it). Each v1 rule is a write of its own at every start, and containerd's
+/// default spec repeats most of isoexec's defaults.
+fn push_rule(rules: &mut Vec<DeviceRule>, r: DeviceRule) {
+    let redundant = rules
+        .iter()
+        .rposition(|x| *x == r)
+        .is_some_and(|i| rules[i + 1..].iter().all(|x| x.allow == r.allow));
+    if !redundant {
+        rules.push(r);
+    }
 }
 
 /// Options that come from the command line rather than the bundle.

@@ -631,7 +631,6 @@ fn device_rules_deny_first_then_spec_then_defaults() {
         rules,
         [
             "deny a",
-            "deny a",
             "allow c 10:229 rw",
             "allow c *:* m",
             "allow b *:* m",
@@ -647,6 +646,64 @@ fn device_rules_deny_first_then_spec_then_defaults() {
             "allow c 10:229 rwm",
         ]
     );
+}
+
+/// The rules as `allow c 1:3 rwm` / `deny a`.
+fn rule_lines(p: &Plan) -> Vec<String> {
+    p.cgroup
+        .devices
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                if r.allow { "allow" } else { "deny" },
+                r.to_cgroup_v1()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn device_rules_that_change_nothing_are_not_written_twice() {
+    // containerd's default spec: deny all, then the same standard nodes
+    // isoexec allows anyway.
+    let p = plan_of(|v| {
+        v["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+            {"allow": true, "type": "c", "access": "m"}
+        ]);
+    })
+    .unwrap();
+    let lines = rule_lines(&p);
+    let mut unique = lines.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(lines.len(), unique.len(), "{lines:?}");
+    assert_eq!(lines[0], "deny a");
+    assert_eq!(lines.len(), 12, "deny a and the 11 defaults: {lines:?}");
+
+    // A rule the spec denied after allowing it is allowed again by the
+    // defaults: the later allow is kept, since the deny came between.
+    let p = plan_of(|v| {
+        v["linux"]["resources"]["devices"] = json!([
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+        ]);
+    })
+    .unwrap();
+    let lines = rule_lines(&p);
+    assert_eq!(
+        lines.iter().filter(|l| *l == "allow c 1:3 rwm").count(),
+        2,
+        "{lines:?}"
+    );
+    let deny = lines
+        .iter()
+        .position(|l| l == "deny c 1:3 rwm")
+        .expect("the deny");
+    assert!(lines[deny + 1..].contains(&"allow c 1:3 rwm".to_string()));
 }
 
 #[test]
