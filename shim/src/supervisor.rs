@@ -254,6 +254,8 @@ struct ExecEntry {
     /// Made by add_exec: Wait may come before Start. Moves into the process
     /// when it starts.
     exit: Option<watch::Sender<Option<Exit>>>,
+    /// containerd's fifos, opened when the exec is added (see add_exec).
+    io: Option<ProcessIo>,
     proc: Option<Proc>,
 }
 
@@ -581,7 +583,10 @@ impl Supervisor {
                 format!("exec {exec_id} already started"),
             ));
         }
-        let (io, console, attached) = open_io(&e.stdio, exec_id, &self.namespace)?;
+        let (io, console, attached) = match e.io.take() {
+            Some(io) => (Some(io), None, None),
+            None => open_io(&e.stdio, exec_id, &self.namespace)?,
+        };
         let mut spec = e.spec.clone();
         spec.set_terminal(Some(e.stdio.terminal));
         let opts = ExecOptions {
@@ -637,12 +642,21 @@ impl Supervisor {
                 format!("task {id} has exited: nothing to exec into"),
             ));
         }
+        // containerd's fifos are opened now, not at start: the client (ctr)
+        // blocks opening its ends until this side does, and opened at start
+        // most `ctr task exec` calls took ~13 ms longer (35-38 ms against
+        // 17-30 ms, 30 runs each), the client's Start arriving late.
+        let io = match (&stdio.io, stdio.terminal) {
+            (Io::Uris { .. }, false) => open_io(&stdio, exec_id, &self.namespace)?.0,
+            _ => None,
+        };
         t.execs.insert(
             exec_id.to_string(),
             ExecEntry {
                 spec,
                 stdio,
                 exit: Some(watch::channel(None).0),
+                io,
                 proc: None,
             },
         );
