@@ -1123,6 +1123,26 @@ fn isoexecctl_drives_the_api_from_a_shell() {
     let o = child.wait_with_output().expect("exec -i");
     assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "SHOUT\n"));
 
+    // A terminal session, as a person at a shell has one: the window size
+    // goes through, the exit code comes back.
+    let cmd = format!(
+        "stty cols 90 rows 30; {} --socket {} exec -t cli.web -- sh -c 'tty; stty size; exit 3'",
+        binary("isoexecctl").display(),
+        d.socket().display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let out = stdout(&o);
+    assert!(
+        out.contains("/dev/pts/") && out.contains("30 90"),
+        "{out:?} {}",
+        stderr(&o)
+    );
+    assert_eq!(o.status.code(), Some(3), "{out:?}");
+
     let o = d.ctl(&["task", "status", "cli.nope"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
