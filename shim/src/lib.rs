@@ -3,5 +3,6 @@
 //! (ttrpc) and `isoexecd` (gRPC) are thin front ends over it.
 
 pub mod io;
+pub mod proc_events;
 pub mod supervisor;
 pub mod usage;

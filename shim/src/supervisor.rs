@@ -86,8 +86,9 @@ fn no_exec(id: &str, exec_id: &str) -> Error {
     )
 }
 
-/// The status of an exit this process could not see (a task adopted
-/// after a restart exits while it is not its parent).
+/// The status of an exit this process could not learn: a task adopted
+/// after a restart that exited while no one listened, or on a kernel
+/// without process events.
 pub const UNKNOWN_EXIT: u32 = 255;
 
 /// An exit: the status (128 + signal when killed) and when.
@@ -537,9 +538,13 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Reports `pid`'s exit (status unknown) when its pidfd says so.
+    /// Reports the exit of `pid`, not this process's child: when its pidfd
+    /// says it has exited, with the status the kernel's process events gave
+    /// (UNKNOWN_EXIT where they are not available).
     fn watch_pidfd(&self, pid: i32) -> Option<tokio::task::JoinHandle<()>> {
         use std::os::fd::FromRawFd;
+        // Subscribed before anything else, so the exit cannot come between.
+        let events = crate::proc_events::subscribe().ok();
         // SAFETY: pidfd_open returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         if fd < 0 {
@@ -549,11 +554,31 @@ impl Supervisor {
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         // SAFETY: the AsyncFd owns the pidfd, deregistered before it closes.
         let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()?;
+        // SAFETY: as above, for the netlink socket.
+        let events = events.and_then(|e| unsafe { tokio::io::unix::AsyncFd::register(e) }.ok());
         let me = self.me.clone();
         Some(tokio::spawn(async move {
-            let _ = fd.readable().await;
+            let mut raw = None;
+            loop {
+                tokio::select! {
+                    _ = fd.readable() => break,
+                    r = async { events.as_ref()?.readable().await.ok() }, if events.is_some() => {
+                        if let Some(mut g) = r {
+                            g.clear_ready();
+                        }
+                        if let Some(e) = &events {
+                            raw = raw.or(crate::proc_events::drain(e.get_ref(), pid));
+                        }
+                    }
+                }
+            }
+            // The event is sent before the pidfd wakes: it is queued by now.
+            if let Some(e) = &events {
+                raw = raw.or(crate::proc_events::drain(e.get_ref(), pid));
+            }
+            let status = raw.map_or(UNKNOWN_EXIT, crate::proc_events::status);
             if let Some(s) = me.upgrade() {
-                s.exited(pid, UNKNOWN_EXIT);
+                s.exited(pid, status);
             }
         }))
     }

@@ -985,19 +985,30 @@ fn a_restarted_daemon_keeps_its_tasks() {
     let mut d = Daemon::start();
     let rt = rt();
     let mut c = d.client(&rt);
-    let t = rt.block_on(async {
-        sandbox(&mut c, "rs", NetworkMode::Group).await;
-        run(
+    let (t, brief, alloc) = rt.block_on(async {
+        let s = sandbox(&mut c, "rs", NetworkMode::Group).await;
+        let t = run(
             &mut c,
             "rs",
             "svc",
             sh("trap 'exit 3' TERM; while :; do sleep 0.1; done"),
         )
-        .await
+        .await;
+        let brief = run(
+            &mut c,
+            "rs",
+            "brief",
+            sh("while [ ! -e /alloc/go ]; do sleep 0.05; done; exit 4"),
+        )
+        .await;
+        (t, brief, s.alloc_dir)
     });
     d.terminate();
     assert!(alive(t.pid as i32), "the task outlives the daemon");
     assert!(!d.socket().exists(), "the socket is removed on SIGTERM");
+    // One task ends while no daemon is there to see how.
+    std::fs::write(Path::new(&alloc).join("go"), "").expect("go");
+    assert!(eventually(5, || !alive(brief.pid as i32)));
     d.spawn();
     let mut c = d.client(&rt);
     let mut waiter = d.client(&rt);
@@ -1012,6 +1023,20 @@ fn a_restarted_daemon_keeps_its_tasks() {
             .task
             .expect("task");
         assert_eq!((st.state, st.pid), (TaskState::Running as i32, t.pid));
+        let b = c
+            .task_status(TaskStatusRequest {
+                task_id: brief.id.clone(),
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .task
+            .expect("task");
+        assert_eq!(
+            (b.state, b.exit_code),
+            (TaskState::Exited as i32, 255),
+            "exited unseen: the status is not known"
+        );
         assert_eq!(
             out(&mut c, &t.id, &["echo", "still here"]).await,
             "still here"
@@ -1031,8 +1056,9 @@ fn a_restarted_daemon_keeps_its_tasks() {
             .expect("join")
             .expect("wait")
             .into_inner();
-        // Not the daemon's child any more: the exit is seen, its status is not.
-        assert_eq!(w.exit_code, 255);
+        // Not the daemon's child any more: its status comes from the
+        // kernel's process events.
+        assert_eq!(w.exit_code, 3, "the trap's exit status");
         assert!(!alive(t.pid as i32));
         c.remove_sandbox(RemoveSandboxRequest {
             id: "rs".into(),
@@ -1041,7 +1067,7 @@ fn a_restarted_daemon_keeps_its_tasks() {
         .await
         .expect("remove");
     });
-    assert_clean(&d, &[t]);
+    assert_clean(&d, &[t, brief]);
 }
 
 #[test]
