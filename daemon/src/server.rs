@@ -331,7 +331,7 @@ impl Daemon {
         t: &Task,
         command: &[String],
         env: &std::collections::HashMap<String, String>,
-        tty: bool,
+        tty: Option<(u32, u32)>,
     ) -> Result<oci_spec::runtime::Process, Status> {
         if command.is_empty() {
             return Err(Status::invalid_argument(
@@ -356,7 +356,16 @@ impl Daemon {
             vars.push(format!("{k}={}", env[k]));
         }
         p.set_env(Some(vars));
-        p.set_terminal(Some(tty));
+        p.set_terminal(Some(tty.is_some()));
+        // The terminal's first size is set before the command runs (a
+        // resize after start would race with its first look).
+        p.set_console_size(tty.filter(|&(w, h)| w > 0 && h > 0).and_then(|(w, h)| {
+            oci_spec::runtime::BoxBuilder::default()
+                .width(u64::from(w))
+                .height(u64::from(h))
+                .build()
+                .ok()
+        }));
         Ok(p)
     }
 
@@ -786,7 +795,7 @@ impl RuntimeService for Arc<Daemon> {
     ) -> Result<Response<ExecSyncResponse>, Status> {
         let req = req.into_inner();
         let t = self.running_task(&req.task_id)?;
-        let process = self.exec_process(&t, &req.command, &req.env, false)?;
+        let process = self.exec_process(&t, &req.command, &req.env, None)?;
         let exec_id = self.next_exec_id();
         self.sup
             .add_exec(&t.id, &exec_id, process, Stdio::default())
@@ -853,7 +862,12 @@ impl RuntimeService for Arc<Daemon> {
             ));
         };
         let t = self.running_task(&start.task_id)?;
-        let process = self.exec_process(&t, &start.command, &start.env, start.tty)?;
+        let process = self.exec_process(
+            &t,
+            &start.command,
+            &start.env,
+            start.tty.then_some((start.width, start.height)),
+        )?;
         let exec_id = self.next_exec_id();
         let stdio = Stdio {
             terminal: start.tty,
@@ -869,11 +883,6 @@ impl RuntimeService for Arc<Daemon> {
                 return Err(status(e));
             }
         };
-        if start.tty && start.width > 0 && start.height > 0 {
-            let _ = self
-                .sup
-                .resize(&t.id, Some(&exec_id), start.width, start.height);
-        }
         let (tx, rx) = mpsc::channel::<Result<ExecResponse, Status>>(64);
         let send = |r: exec_response::Response| ExecResponse { response: Some(r) };
         let _ = tx
