@@ -104,6 +104,6 @@ kill "$daemon"; wait "$daemon" 2>/dev/null || true
 
 step "Nothing left behind"
 show "isoexec list"; iso list
-echo "cgroups under /isoexec: $(find /sys/fs/cgroup -path '*isoexec/*' -type d 2>/dev/null | wc -l)"
+echo "cgroups under /isoexec and /isoexecd: $(find /sys/fs/cgroup \( -path '*/isoexec/*' -o -path '*/isoexecd/*' \) -type d 2>/dev/null | wc -l)"
 echo "mounts under $work: $(grep -c "$work" /proc/self/mountinfo || true)"
 echo "task directories left in bundles/: $(find "$repo/bundles" -name rootfs | wc -l)"
