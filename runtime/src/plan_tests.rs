@@ -615,20 +615,8 @@ fn device_rules_deny_first_then_spec_then_defaults() {
             json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]);
     })
     .unwrap();
-    let rules: Vec<String> = p
-        .cgroup
-        .devices
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {}",
-                if r.allow { "allow" } else { "deny" },
-                r.to_cgroup_v1()
-            )
-        })
-        .collect();
     assert_eq!(
-        rules,
+        rule_lines(&p),
         [
             "deny a",
             "allow c 10:229 rw",

@@ -214,6 +214,16 @@ async fn stop(c: &mut Client, task: &str, grace: u32) -> Task {
     .expect("task")
 }
 
+/// RemoveSandbox with a 1 s grace period.
+async fn remove_sandbox(c: &mut Client, id: &str) {
+    c.remove_sandbox(RemoveSandboxRequest {
+        id: id.into(),
+        grace_period_seconds: 1,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("remove sandbox {id}: {e}"));
+}
+
 /// Nothing of these tasks left on the host, nor of the sandboxes in the
 /// state dir.
 fn assert_clean(d: &Daemon, tasks: &[Task]) {
@@ -446,12 +456,7 @@ fn exec_sync_and_attached_exec_with_and_without_a_terminal() {
         assert!(text.contains("40 100"), "{text:?}");
         assert!(text.contains("50 120"), "{text:?}");
 
-        c.remove_sandbox(RemoveSandboxRequest {
-            id: "ex".into(),
-            grace_period_seconds: 1,
-        })
-        .await
-        .expect("remove");
+        remove_sandbox(&mut c, "ex").await;
         assert_clean(&d, &[t]);
     });
 }
@@ -624,12 +629,7 @@ fn stats_move_and_events_come_in_order() {
         let r = exec_sync(&mut c, &t.id, &["true"]).await;
         assert_eq!(r.exit_code, 0);
         stop(&mut c, &t.id, 1).await;
-        c.remove_sandbox(RemoveSandboxRequest {
-            id: "st".into(),
-            grace_period_seconds: 1,
-        })
-        .await
-        .expect("remove");
+        remove_sandbox(&mut c, "st").await;
 
         let mut topics = Vec::new();
         while topics.last().map(String::as_str) != Some("sandbox-removed") {
@@ -738,12 +738,7 @@ fn a_task_over_its_memory_limit_is_killed_and_says_so() {
             oom_or_exit(&mut ev).await,
             ("task-exited".to_string(), t.id.clone())
         );
-        c.remove_sandbox(RemoveSandboxRequest {
-            id: "oom".into(),
-            grace_period_seconds: 1,
-        })
-        .await
-        .expect("remove");
+        remove_sandbox(&mut c, "oom").await;
         assert_clean(&d, &[t, survivor]);
     });
 }
@@ -902,12 +897,7 @@ fn errors_carry_codes_and_messages_a_person_can_act_on() {
         })
         .await
         .expect("remove task");
-        c.remove_sandbox(RemoveSandboxRequest {
-            id: "err".into(),
-            grace_period_seconds: 1,
-        })
-        .await
-        .expect("remove");
+        remove_sandbox(&mut c, "err").await;
         assert_clean(&d, &[t]);
     });
 }
@@ -964,12 +954,7 @@ fn stop_task_waits_the_grace_period_then_kills() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let t0 = Instant::now();
-        c.remove_sandbox(RemoveSandboxRequest {
-            id: "gr".into(),
-            grace_period_seconds: 1,
-        })
-        .await
-        .expect("remove");
+        remove_sandbox(&mut c, "gr").await;
         let took = t0.elapsed();
         assert!(
             took >= Duration::from_secs(1) && took < Duration::from_millis(2500),
@@ -1060,12 +1045,7 @@ fn a_restarted_daemon_keeps_its_tasks() {
         // kernel's process events.
         assert_eq!(w.exit_code, 3, "the trap's exit status");
         assert!(!alive(t.pid as i32));
-        c.remove_sandbox(RemoveSandboxRequest {
-            id: "rs".into(),
-            grace_period_seconds: 1,
-        })
-        .await
-        .expect("remove");
+        remove_sandbox(&mut c, "rs").await;
     });
     assert_clean(&d, &[t, brief]);
 }
