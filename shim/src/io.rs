@@ -49,9 +49,17 @@ pub struct ProcessIo {
     /// Read sides of the output fifos: a process never gets EPIPE when
     /// containerd's reader goes away.
     _keep: Vec<File>,
-    /// A writer on the stdin fifo, so the process does not see EOF before
-    /// containerd opened its own; dropped by CloseIO.
-    stdin_writer: Option<File>,
+    /// Relays the stdin fifo into the process's stdin pipe until the
+    /// client's writer closes (then the process sees the end of its input)
+    /// or CloseIO aborts it. The fifo is not the process's own stdin: a
+    /// reader of a fifo that no writer has opened yet would see its end.
+    stdin_pump: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ProcessIo {
+    fn drop(&mut self) {
+        self.close_stdin();
+    }
 }
 
 /// Opens `path` close-on-exec, with `flags` added (O_NONBLOCK, ...).
@@ -149,12 +157,18 @@ impl ProcessIo {
         namespace: &str,
     ) -> std::io::Result<Self> {
         let mut keep = Vec::new();
-        let (stdin_child, stdin_writer) = if stdin.is_empty() {
-            (dev_null(false)?, None)
+        let (stdin_child, stdin_pump) = if stdin.is_empty() {
+            (OwnedFd::from(dev_null(false)?), None)
         } else {
-            let writer = open(stdin, true, true, 0)?;
-            let reader = open(stdin, true, false, 0)?;
-            (reader, Some(writer))
+            // Read-only and non-blocking: the open never waits, and the
+            // kernel reports no end before a writer has come and gone.
+            let fifo = open(stdin, true, false, libc::O_NONBLOCK)?;
+            let (r, w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+            set_nonblocking(w.as_raw_fd());
+            let from = std::sync::Arc::new(async_fd(OwnedFd::from(fifo))?);
+            let to = std::sync::Arc::new(async_fd(w)?);
+            (r, Some(tokio::spawn(pump(from, to))))
         };
         let (out, err) = if stdout.starts_with("binary://") {
             start_logger(stdout, id, namespace)?
@@ -168,9 +182,9 @@ impl ProcessIo {
             (out, err)
         };
         Ok(ProcessIo {
-            child: [stdin_child.into(), out.into(), err.into()],
+            child: [stdin_child, out.into(), err.into()],
             _keep: keep,
-            stdin_writer,
+            stdin_pump,
         })
     }
 
@@ -186,7 +200,7 @@ impl ProcessIo {
         let io = ProcessIo {
             child: [in_r, out_w, err_w],
             _keep: Vec::new(),
-            stdin_writer: None,
+            stdin_pump: None,
         };
         Ok((io, File::from(in_w), File::from(out_r), File::from(err_r)))
     }
@@ -199,9 +213,11 @@ impl ProcessIo {
         ]
     }
 
-    /// CloseIO: the process sees EOF once containerd closes its side too.
+    /// CloseIO: the relay stops and the process sees the end of its input.
     pub fn close_stdin(&mut self) {
-        self.stdin_writer = None;
+        if let Some(p) = self.stdin_pump.take() {
+            p.abort();
+        }
     }
 }
 

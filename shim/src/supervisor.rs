@@ -861,7 +861,20 @@ impl Supervisor {
         let t = tasks.get_mut(id).ok_or_else(|| no_task(id))?;
         let p = match exec_id {
             None => Some(&mut t.init),
-            Some(x) => t.execs.get_mut(x).and_then(|e| e.proc.as_mut()),
+            Some(x) => match t.execs.get_mut(x) {
+                // Not started yet: its fifos are open since add_exec, and a
+                // client that had no more input may close stdin already.
+                Some(ExecEntry {
+                    proc: None,
+                    io: Some(io),
+                    ..
+                }) => {
+                    io.close_stdin();
+                    return Ok(());
+                }
+                Some(e) => e.proc.as_mut(),
+                None => None,
+            },
         };
         if let Some(p) = p {
             if let Some(io) = p.io.as_mut() {

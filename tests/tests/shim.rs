@@ -128,9 +128,12 @@ impl Containerd {
     /// `ctr run` with isoexec on the empty root.
     fn run(&self, flags: &[&str], id: &str, cmd: &[&str]) -> Output {
         let root = self.empty_root();
+        // ctr's fifos in the test's own directory: a task deleted without
+        // ctr (its shim killed) leaves them behind, and they go with it.
+        let fifos = self.dir.path().join("fifo").display().to_string();
         // --rootfs is a switch: the directory is the first argument, and
         // ctr reads no flag after it.
-        let mut args = vec!["run", "--runtime", RUNTIME];
+        let mut args = vec!["run", "--runtime", RUNTIME, "--fifo-dir", &fifos];
         args.extend_from_slice(flags);
         args.extend_from_slice(&["--rootfs", &root]);
         args.push(id);
@@ -263,6 +266,46 @@ fn run_rm_runs_a_host_binary_with_no_image() {
     assert_eq!(o.status.code(), Some(3));
     ctd.assert_clean("hello");
     assert!(ctd.ok(&["c", "ls", "-q"]).is_empty());
+}
+
+/// `echo hello | ctr task exec ... cat`: the exec reads its input to the end
+/// and ends, though ctr may close stdin before it starts the exec.
+#[test]
+fn exec_reads_stdin_to_its_end() {
+    use std::io::Write;
+    let ctd = Containerd::start();
+    assert!(ctd.run(&["-d"], "in", &["sleep", "1000"]).status.success());
+    for n in 0..3 {
+        let mut child = Command::new("ctr")
+            .arg("-a")
+            .arg(ctd.sock())
+            .args(["task", "exec", "--exec-id", &format!("cat{n}"), "in", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let pid = child.id() as i32;
+        let done = eventually(10, || {
+            !alive(pid) || matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !done {
+            let _ = child.kill();
+        }
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            done,
+            "ctr task exec did not end: the exec never saw the end of its stdin"
+        );
+        assert_eq!((stdout(&o).as_str(), o.status.code()), ("hello\n", Some(0)));
+    }
+    ctd.ok(&["task", "kill", "-s", "KILL", "in"]);
+    assert!(eventually(5, || ctd
+        .ok(&["task", "ls"])
+        .contains("STOPPED")));
+    ctd.ok(&["task", "rm", "in"]);
+    ctd.ok(&["c", "rm", "in"]);
+    ctd.assert_clean("in");
 }
 
 #[test]
