@@ -270,9 +270,7 @@ impl Daemon {
     }
 
     /// Signal, grace period, SIGKILL; returns once the task has exited.
-    async fn stop(&self, id: &str, sig: i32, grace: Duration) -> Result<(), Status> {
-        let sig =
-            Signal::try_from(sig).map_err(|_| Status::invalid_argument("signal: not a signal"))?;
+    async fn stop(&self, id: &str, sig: Signal, grace: Duration) -> Result<(), Status> {
         match self.sup.state(id, None).map_err(status)?.state {
             State::Stopped => return Ok(()),
             State::Created => {
@@ -303,7 +301,7 @@ impl Daemon {
         let mut set = tokio::task::JoinSet::new();
         for t in tasks {
             let d = self.clone();
-            set.spawn(async move { d.stop(&t, libc::SIGTERM, grace).await });
+            set.spawn(async move { d.stop(&t, Signal::SIGTERM, grace).await });
         }
         while let Some(r) = set.join_next().await {
             r.map_err(|e| internal("stopping a task", e))??;
@@ -381,6 +379,27 @@ impl Daemon {
         Ok(t)
     }
 
+    /// Adds and starts an exec of `process` in task `id`; nothing is left
+    /// of it when it cannot start. Returns its id, pid and the caller's IO.
+    fn start_exec(
+        &self,
+        id: &str,
+        process: oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<(String, i32, Option<Attached>), Status> {
+        let exec_id = self.next_exec_id();
+        self.sup
+            .add_exec(id, &exec_id, process, stdio)
+            .map_err(status)?;
+        match self.sup.start(id, Some(&exec_id)) {
+            Ok((pid, attached)) => Ok((exec_id, pid, attached)),
+            Err(e) => {
+                let _ = self.sup.delete(id, Some(&exec_id));
+                Err(status(e))
+            }
+        }
+    }
+
     fn next_exec_id(&self) -> String {
         let n = self
             .exec_seq
@@ -398,15 +417,7 @@ impl Daemon {
         }
         for t in tasks {
             let bundle = self.layout.bundle(&t.sandbox_id, &t.name);
-            let file = |p: &str| {
-                if p.is_empty() {
-                    String::new()
-                } else {
-                    format!("file://{p}")
-                }
-            };
-            let cfg = t.config.clone().unwrap_or_default();
-            let stdio = Stdio::uris("", &file(&cfg.stdout_path), &file(&cfg.stderr_path), false);
+            let stdio = task_stdio(&t.config.clone().unwrap_or_default());
             let driver = match self.driver() {
                 Ok(d) => d,
                 Err(e) => {
@@ -420,6 +431,18 @@ impl Daemon {
             r.tasks.insert(t.id.clone(), t);
         }
     }
+}
+
+/// A task's IO: no input, its output appended to the host files it names.
+fn task_stdio(cfg: &TaskConfig) -> Stdio {
+    let file = |p: &str| {
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("file://{p}")
+        }
+    };
+    Stdio::uris("", &file(&cfg.stdout_path), &file(&cfg.stderr_path), false)
 }
 
 fn read_host() -> (String, String, u32) {
@@ -619,24 +642,12 @@ impl RuntimeService for Arc<Daemon> {
             serde_json::to_vec_pretty(&oci).map_err(|e| undo(internal("the task's spec", e)))?;
         std::fs::write(bundle.join("config.json"), text)
             .map_err(|e| undo(internal("writing config.json", e)))?;
-        let file = |p: &str| {
-            if p.is_empty() {
-                String::new()
-            } else {
-                format!("file://{p}")
-            }
-        };
         let created = self
             .sup
             .create(NewTask {
                 id: id.clone(),
                 bundle: bundle.clone(),
-                stdio: Stdio::uris(
-                    "",
-                    &file(&config.stdout_path),
-                    &file(&config.stderr_path),
-                    false,
-                ),
+                stdio: task_stdio(&config),
                 driver,
                 rootfs_mounted: false,
             })
@@ -695,7 +706,7 @@ impl RuntimeService for Arc<Daemon> {
     ) -> Result<Response<StopTaskResponse>, Status> {
         let req = req.into_inner();
         self.task_record(&req.task_id)?;
-        let sig = spec::parse_signal("signal", &req.signal, libc::SIGTERM).map_err(field)?;
+        let sig = spec::parse_signal("signal", &req.signal, Signal::SIGTERM).map_err(field)?;
         self.stop(&req.task_id, sig, grace(req.grace_period_seconds))
             .await?;
         let t = self.task_record(&req.task_id)?;
@@ -765,9 +776,7 @@ impl RuntimeService for Arc<Daemon> {
     ) -> Result<Response<SignalTaskResponse>, Status> {
         let req = req.into_inner();
         self.task_record(&req.task_id)?;
-        let sig = spec::parse_signal("signal", &req.signal, libc::SIGTERM).map_err(field)?;
-        let sig =
-            Signal::try_from(sig).map_err(|_| Status::invalid_argument("signal: not a signal"))?;
+        let sig = spec::parse_signal("signal", &req.signal, Signal::SIGTERM).map_err(field)?;
         self.sup
             .kill(&req.task_id, None, sig, false)
             .map_err(status)?;
@@ -796,18 +805,7 @@ impl RuntimeService for Arc<Daemon> {
         let req = req.into_inner();
         let t = self.running_task(&req.task_id)?;
         let process = self.exec_process(&t, &req.command, &req.env, None)?;
-        let exec_id = self.next_exec_id();
-        self.sup
-            .add_exec(&t.id, &exec_id, process, Stdio::default())
-            .map_err(status)?;
-        let started = self.sup.start(&t.id, Some(&exec_id));
-        let (_, attached) = match started {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = self.sup.delete(&t.id, Some(&exec_id));
-                return Err(status(e));
-            }
-        };
+        let (exec_id, _, attached) = self.start_exec(&t.id, process, Stdio::default())?;
         let Some(Attached::Pipes {
             stdin,
             stdout,
@@ -868,21 +866,11 @@ impl RuntimeService for Arc<Daemon> {
             &start.env,
             start.tty.then_some((start.width, start.height)),
         )?;
-        let exec_id = self.next_exec_id();
         let stdio = Stdio {
             terminal: start.tty,
             ..Default::default()
         };
-        self.sup
-            .add_exec(&t.id, &exec_id, process, stdio)
-            .map_err(status)?;
-        let (pid, attached) = match self.sup.start(&t.id, Some(&exec_id)) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = self.sup.delete(&t.id, Some(&exec_id));
-                return Err(status(e));
-            }
-        };
+        let (exec_id, pid, attached) = self.start_exec(&t.id, process, stdio)?;
         let (tx, rx) = mpsc::channel::<Result<ExecResponse, Status>>(64);
         let send = |r: exec_response::Response| ExecResponse { response: Some(r) };
         let _ = tx

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use nix::sys::signal::Signal;
 use runtime::config::{AllowCaps, DriverConfig, DEFAULT_ALLOW_CAPS};
 use serde_json::{json, Value};
 
@@ -135,14 +136,12 @@ pub fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<(u32, u32, 
 }
 
 /// A signal by name ("SIGTERM", "TERM", "term") or number.
-pub fn parse_signal(field: &str, s: &str, default: i32) -> Result<i32> {
+pub fn parse_signal(field: &str, s: &str, default: Signal) -> Result<Signal> {
     if s.is_empty() {
         return Ok(default);
     }
     if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n)
-            .map(|sig| sig as i32)
-            .map_err(|_| invalid(field, format!("{n} is not a signal")));
+        return Signal::try_from(n).map_err(|_| invalid(field, format!("{n} is not a signal")));
     }
     let upper = s.to_ascii_uppercase();
     let full = if upper.starts_with("SIG") {
@@ -150,8 +149,7 @@ pub fn parse_signal(field: &str, s: &str, default: i32) -> Result<i32> {
     } else {
         format!("SIG{upper}")
     };
-    full.parse::<nix::sys::signal::Signal>()
-        .map(|sig| sig as i32)
+    full.parse::<Signal>()
         .map_err(|_| invalid(field, format!("{s:?} is not a signal name")))
 }
 

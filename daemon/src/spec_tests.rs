@@ -246,13 +246,14 @@ fn names_and_signals() {
     assert!(validate_name("id", "", true).is_err());
     assert!(validate_name("id", "a/b", true).is_err());
     assert_eq!(task_id("web", "server"), "web.server");
-    assert_eq!(parse_signal("s", "", 15), Ok(15));
-    assert_eq!(parse_signal("s", "SIGHUP", 15), Ok(1));
-    assert_eq!(parse_signal("s", "kill", 15), Ok(9));
-    assert_eq!(parse_signal("s", "10", 15), Ok(10));
+    use nix::sys::signal::Signal::*;
+    assert_eq!(parse_signal("s", "", SIGTERM), Ok(SIGTERM));
+    assert_eq!(parse_signal("s", "SIGHUP", SIGTERM), Ok(SIGHUP));
+    assert_eq!(parse_signal("s", "kill", SIGTERM), Ok(SIGKILL));
+    assert_eq!(parse_signal("s", "10", SIGTERM), Ok(SIGUSR1));
     assert_eq!(
-        parse_signal("s", "SIGNOPE", 15).map_err(|e| e.field),
+        parse_signal("s", "SIGNOPE", SIGTERM).map_err(|e| e.field),
         Err("s".to_string())
     );
-    assert!(parse_signal("s", "999", 15).is_err());
+    assert!(parse_signal("s", "999", SIGTERM).is_err());
 }
