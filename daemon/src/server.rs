@@ -172,7 +172,7 @@ impl Daemon {
                 // notification may come after the exit.
                 let oom = self
                     .sup
-                    .with_cgroup(&id, |cg| isoexec_shim::usage::read(cg).oom_kills > 0)
+                    .with_cgroup(&id, |cg| isoexec_shim::usage::oom_kills(cg) > 0)
                     .unwrap_or(false);
                 if oom {
                     self.oom(&id, pid);
@@ -1067,18 +1067,11 @@ async fn read_all(f: std::fs::File) -> Vec<u8> {
 /// A pipe or pty master as an async reader (non-blocking, on the reactor:
 /// no blocking threads in a process that forks).
 fn to_async_reader(f: std::fs::File) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
-    nonblocking(&f)?;
+    isoexec_shim::io::set_nonblocking(&f)?;
     tokio::net::unix::pipe::Receiver::from_file_unchecked(f)
 }
 
 fn to_async_writer(f: std::fs::File) -> std::io::Result<tokio::net::unix::pipe::Sender> {
-    nonblocking(&f)?;
+    isoexec_shim::io::set_nonblocking(&f)?;
     tokio::net::unix::pipe::Sender::from_file_unchecked(f)
-}
-
-fn nonblocking(f: &std::fs::File) -> std::io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(f, FcntlArg::F_GETFL)?);
-    fcntl(f, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }

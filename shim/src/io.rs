@@ -165,7 +165,7 @@ impl ProcessIo {
             let fifo = open(stdin, true, false, libc::O_NONBLOCK)?;
             let (r, w) =
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-            set_nonblocking(w.as_raw_fd());
+            set_nonblocking(&w)?;
             let from = std::sync::Arc::new(async_fd(OwnedFd::from(fifo))?);
             let to = std::sync::Arc::new(async_fd(w)?);
             (r, Some(tokio::spawn(pump(from, to))))
@@ -244,12 +244,24 @@ fn async_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
     unsafe { AsyncFd::register(fd) }.map_err(|e| e.into())
 }
 
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl flag change on a descriptor we own.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+/// Sets O_NONBLOCK on `fd` (a pipe, fifo or pty for the reactor).
+pub fn set_nonblocking(fd: impl std::os::fd::AsFd) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+    fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// Sets the window size of the terminal whose master is `fd`.
+pub fn resize(fd: impl std::os::fd::AsFd, width: u32, height: u32) {
+    let ws = libc::winsize {
+        ws_row: height.min(u16::MAX as u32) as u16,
+        ws_col: width.min(u16::MAX as u32) as u16,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on a pty master with a valid winsize.
+    unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
 async fn pump(from: std::sync::Arc<AsyncFd<OwnedFd>>, to: std::sync::Arc<AsyncFd<OwnedFd>>) {
@@ -286,7 +298,7 @@ async fn pump(from: std::sync::Arc<AsyncFd<OwnedFd>>, to: std::sync::Arc<AsyncFd
 impl Console {
     /// Relays `master` to the `stdout` fifo and from the `stdin` fifo.
     pub fn relay(master: OwnedFd, stdin: &str, stdout: &str) -> std::io::Result<Console> {
-        set_nonblocking(master.as_raw_fd());
+        set_nonblocking(&master)?;
         let master = std::sync::Arc::new(async_fd(master)?);
         let mut tasks = Vec::new();
         let mut stdin_writer = None;
@@ -315,14 +327,7 @@ impl Console {
     }
 
     pub fn resize(&self, width: u32, height: u32) {
-        let ws = libc::winsize {
-            ws_row: height.min(u16::MAX as u32) as u16,
-            ws_col: width.min(u16::MAX as u32) as u16,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ on the pty master with a valid winsize.
-        unsafe { libc::ioctl(self.master.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        resize(self.master.get_ref(), width, height);
     }
 
     pub fn close_stdin(&mut self) {

@@ -382,18 +382,6 @@ fn take_terminal(
     }
 }
 
-fn resize_fd(fd: &OwnedFd, width: u32, height: u32) {
-    use std::os::fd::AsRawFd;
-    let ws = libc::winsize {
-        ws_row: height.min(u16::MAX as u32) as u16,
-        ws_col: width.min(u16::MAX as u32) as u16,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ on a pty master with a valid winsize.
-    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-}
-
 impl Supervisor {
     pub fn new(root: PathBuf, namespace: &str, sink: Sink) -> Arc<Self> {
         Arc::new_cyclic(|me| Supervisor {
@@ -844,7 +832,7 @@ impl Supervisor {
             }) => c.resize(width, height),
             Some(Proc {
                 master: Some(m), ..
-            }) => resize_fd(m, width, height),
+            }) => crate::io::resize(m, width, height),
             _ => {
                 return Err(error(
                     Kind::FailedPrecondition,
