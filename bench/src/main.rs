@@ -424,13 +424,14 @@ fn memory_kib(pid: i32) -> (u64, u64) {
 /// (/proc/PID/stat: utime, stime, cutime, cstime; every thread counted).
 fn cpu_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    // After the name: state is field 3; utime..cstime are fields 14..17.
-    rest.split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum()
+    // utime, stime, cutime, cstime: fields 14 to 17.
+    runtime::sys::stat_fields(&stat).map_or(0, |f| {
+        f.iter()
+            .skip(11)
+            .take(4)
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum()
+    })
 }
 
 fn clock_ticks() -> f64 {

@@ -207,11 +207,20 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     parse_stat(&stat).map(|(_, start)| start)
 }
 
+/// The fields of /proc/PID/stat after the command name: the first is
+/// field 3 (the state), so field N is at N - 3. The name may contain spaces
+/// and parentheses: the split is after the last ')'.
+pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(
+        stat.get(stat.rfind(')')? + 2..)?
+            .split_whitespace()
+            .collect(),
+    )
+}
+
 /// (state letter, start time) from the text of /proc/PID/stat.
 pub fn parse_stat(stat: &str) -> Option<(char, u64)> {
-    // The command name may contain spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields = stat_fields(stat)?;
     let state = fields.first()?.chars().next()?;
     let start = fields.get(19)?.parse().ok()?;
     Some((state, start))
