@@ -445,11 +445,15 @@ fn task_stdio(cfg: &TaskConfig) -> Stdio {
     Stdio::uris("", &file(&cfg.stdout_path), &file(&cfg.stderr_path), false)
 }
 
-fn read_host() -> (String, String, u32) {
+/// The host's users and groups, for a task's user.
+fn read_users() -> (String, String) {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    (passwd, group, cpus)
+    (passwd, group)
+}
+
+fn host_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 #[tonic::async_trait]
@@ -620,11 +624,11 @@ impl RuntimeService for Arc<Daemon> {
         }
         let config = req.config.unwrap_or_default();
         let driver = self.driver()?;
-        let (passwd, group, cpus) = read_host();
+        let (passwd, group) = read_users();
         let host = spec::Host {
             passwd: &passwd,
             group: &group,
-            cpus,
+            cpus: host_cpus(),
         };
         let at = spec::Placement {
             sandbox_id: &s.id,
@@ -789,7 +793,7 @@ impl RuntimeService for Arc<Daemon> {
     ) -> Result<Response<UpdateTaskResourcesResponse>, Status> {
         let req = req.into_inner();
         self.task_record(&req.task_id)?;
-        let (_, _, cpus) = read_host();
+        let cpus = host_cpus();
         let r = req.resources.unwrap_or_default();
         let v = spec::resources(&r, cpus, "resources").map_err(field)?;
         let res: oci_spec::runtime::LinuxResources =
