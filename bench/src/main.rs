@@ -2,7 +2,7 @@
 //! one run (A B A B ...), warm-up runs not counted, medians and ratios
 //! reported. Absolute times are context; the ratio is the result.
 //!
-//! Usage: `isoexec-bench [--runs N] [--bin-dir DIR] [--out DIR]`
+//! Usage: `isoexec-bench [--runs N] [--warmup N] [--settle MS] [--bin-dir DIR] [--out DIR] [--only NAME]`
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +13,10 @@ struct Opts {
     only: Option<String>,
     runs: usize,
     warmup: usize,
+    /// The pause before each timed sample, so that no sample is billed for
+    /// the clean-up its predecessor left running (containerd's garbage
+    /// collection of a deleted container, the shim's `delete`).
+    settle: Duration,
     bin_dir: PathBuf,
     out: PathBuf,
 }
@@ -22,6 +26,7 @@ fn parse_args() -> Opts {
         only: None,
         runs: 40,
         warmup: 5,
+        settle: Duration::from_millis(250),
         bin_dir: PathBuf::from("target/dist"),
         out: PathBuf::from("target/bench"),
     };
@@ -42,11 +47,19 @@ fn parse_args() -> Opts {
                     .parse()
                     .unwrap_or_else(|_| die("--warmup takes a number"))
             }
+            "--settle" => {
+                o.settle = Duration::from_millis(
+                    val()
+                        .parse()
+                        .unwrap_or_else(|_| die("--settle takes milliseconds")),
+                )
+            }
             "--bin-dir" => o.bin_dir = PathBuf::from(val()),
             "--out" => o.out = PathBuf::from(val()),
             "--only" => o.only = Some(val()),
             "-h" | "--help" => {
-                println!("isoexec-bench [--runs N] [--warmup N] [--bin-dir DIR] [--out DIR] [--only NAME]");
+                println!("isoexec-bench [--runs N] [--warmup N] [--settle MS] [--bin-dir DIR] [--out DIR] [--only NAME]");
+                println!("  --settle MS: the pause before each timed sample (default 250)");
                 println!("  --only NAME: the scenarios whose name contains NAME (run, ctr, memory, chroot_env)");
                 std::process::exit(0);
             }
@@ -93,7 +106,10 @@ struct Result {
     unit: &'static str,
 }
 
-fn run_steps(steps: &[Step]) -> Duration {
+/// One sample: a pause of `settle` (the machine quiet again), then the
+/// steps, timed.
+fn run_steps(steps: &[Step], settle: Duration) -> Duration {
+    std::thread::sleep(settle);
     let t = Instant::now();
     for s in steps {
         let st = Command::new(&s[0])
@@ -255,8 +271,8 @@ fn main() {
         );
         let (mut a, mut bb) = (Vec::new(), Vec::new());
         for n in 0..o.warmup + o.runs {
-            let ta = run_steps(&(sc.a.steps)(n));
-            let tb = run_steps(&(sc.b.steps)(n));
+            let ta = run_steps(&(sc.a.steps)(n), o.settle);
+            let tb = run_steps(&(sc.b.steps)(n), o.settle);
             if n >= o.warmup {
                 a.push(ta);
                 bb.push(tb);
@@ -288,8 +304,10 @@ fn main() {
     let machine = machine();
     let mut md = String::new();
     md.push_str(&format!(
-        "machine: {machine}\nruns: {} per side (after {} warm-up), alternating\n\n",
-        o.runs, o.warmup
+        "machine: {machine}\nruns: {} per side (after {} warm-up), alternating, {} ms apart\n\n",
+        o.runs,
+        o.warmup,
+        o.settle.as_millis()
     ));
     md.push_str("| scenario | isoexec median (min–max) | baseline | baseline median (min–max) | ratio | target | met |\n");
     md.push_str("|---|---|---|---|---|---|---|\n");
@@ -327,7 +345,7 @@ fn main() {
             }
         ));
         json.push(serde_json::json!({
-            "scenario": r.name, "isoexec": r.a_name, "baseline": r.b_name,
+            "scenario": r.name, "isoexec_side": r.a_name, "baseline_side": r.b_name,
             "unit": r.unit,
             "isoexec_median": value(ma, r.unit), "baseline_median": value(mb, r.unit),
             "isoexec": r.a.iter().map(|d| value(*d, r.unit)).collect::<Vec<_>>(),
@@ -340,8 +358,12 @@ fn main() {
     std::fs::write(o.out.join("report.md"), &md).unwrap();
     std::fs::write(
         o.out.join("report.json"),
-        serde_json::to_string_pretty(&serde_json::json!({"machine": machine, "results": json}))
-            .unwrap(),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "machine": machine,
+            "settle_ms": o.settle.as_millis(),
+            "results": json,
+        }))
+        .unwrap(),
     )
     .unwrap();
     std::fs::write(o.out.join("report.svg"), svg(&results)).unwrap();
@@ -464,7 +486,11 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
     };
     let ctd = std::rc::Rc::new(ctd);
     let rootfs = bundle.join("rootfs").display().to_string();
-    let runs = (o.runs / 2).max(5);
+    // As many samples as the CLI rows: a containerd sample now and then
+    // takes ~15 ms longer on either side (containerd's own work before it
+    // starts the shim), and fewer samples let the median jump.
+    let runs = o.runs.max(5);
+    let warmup = o.warmup;
     let mut out = Vec::new();
     eprintln!("ctr run --rm /bin/true: isoexec vs runc-v2, {runs} runs each");
     let side = |runtime: &'static str,
@@ -495,10 +521,10 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
         },
     };
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for n in 0..runs + 3 {
-        let ta = run_steps(&(sc.a.steps)(n));
-        let tb = run_steps(&(sc.b.steps)(n));
-        if n >= 3 {
+    for n in 0..runs + warmup {
+        let ta = run_steps(&(sc.a.steps)(n), o.settle);
+        let tb = run_steps(&(sc.b.steps)(n), o.settle);
+        if n >= warmup {
             a.push(ta);
             b.push(tb);
         }
@@ -539,7 +565,7 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
     ];
     let cpu_before = shims.map(|p| p.map_or(0, cpu_ticks));
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for n in 0..runs + 3 {
+    for n in 0..runs + warmup {
         let exec = |i: usize| {
             vec![ctd.steps(&[
                 "task",
@@ -550,9 +576,9 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
                 "/bin/true",
             ])]
         };
-        let ta = run_steps(&exec(0));
-        let tb = run_steps(&exec(1));
-        if n >= 3 {
+        let ta = run_steps(&exec(0), o.settle);
+        let tb = run_steps(&exec(1), o.settle);
+        if n >= warmup {
             a.push(ta);
             b.push(tb);
         }
@@ -578,7 +604,7 @@ fn containerd_scenarios(work: &Path, o: &Opts, bundle: &Path) -> Vec<Result> {
     // One figure per side (all the runs, warm-up included, averaged).
     let per_exec = |i: usize| {
         let ticks = cpu_after[i].saturating_sub(cpu_before[i]) as f64;
-        Duration::from_secs_f64(ticks / clock_ticks() / (runs + 3) as f64)
+        Duration::from_secs_f64(ticks / clock_ticks() / (runs + warmup) as f64)
     };
     out.push(Result {
         name: "ctr task exec: the runtime's CPU time per exec (shim and its children)".to_string(),
