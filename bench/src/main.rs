@@ -176,6 +176,7 @@ fn main() {
     }
     let runc = which("runc").unwrap_or_else(|| die("runc is not installed (apt-get install runc)"));
     let work = std::env::temp_dir().join(format!("isoexec-bench-{}", std::process::id()));
+    let cgroups_before = top_cgroups();
     let bundle = work.join("bundle");
     busybox_bundle(&bundle);
     let st = Command::new(&isoexec)
@@ -300,6 +301,12 @@ fn main() {
         results.extend(chroot_scenarios(&work, &o));
     }
     let _ = std::fs::remove_dir_all(&work);
+    // The runtimes remove their tasks' cgroups but leave the parents they
+    // made (containerd's namespace `default`, isoexec's `isoexec`): remove
+    // the ones this run made, if empty.
+    for dir in top_cgroups().difference(&cgroups_before) {
+        let _ = std::fs::remove_dir(dir);
+    }
 
     let machine = machine();
     let mut md = String::new();
@@ -371,6 +378,29 @@ fn main() {
         "written: {0}/report.md, {0}/report.json, {0}/report.svg",
         o.out.display()
     );
+}
+
+/// The cgroups right under each hierarchy's root (cgroup v1: under each
+/// controller's mount; v2: under /sys/fs/cgroup).
+fn top_cgroups() -> std::collections::HashSet<PathBuf> {
+    let subdirs = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.procs").exists() {
+        return subdirs(root).into_iter().collect();
+    }
+    subdirs(root)
+        .iter()
+        .flat_map(|hierarchy| subdirs(hierarchy))
+        .collect()
 }
 
 /// A containerd of the bench's own (private config, sockets and state),
