@@ -39,7 +39,10 @@ release: deps
 
 ## Formatting, lints, unit tests and the integration tests against the real kernel.
 test: deps lint build
-	ISOEXEC_BIN_DIR=$(CURDIR)/$(DEBUG) $(CARGO) test --workspace
+	@scripts/top-cgroups.sh > target/cgroups-before
+	ISOEXEC_BIN_DIR=$(CURDIR)/$(DEBUG) $(CARGO) test --workspace; rc=$$?; \
+	  scripts/top-cgroups.sh | comm -13 target/cgroups-before - | xargs -r rmdir 2>/dev/null; \
+	  exit $$rc
 
 ## Unit tests only (no root needed).
 unit:
