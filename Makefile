@@ -16,7 +16,7 @@ STATIC  := LIBSECCOMP_LINK_TYPE=static \
            LIBSECCOMP_LIB_PATH=/usr/lib/$(shell gcc -print-multiarch 2>/dev/null) \
            RUSTFLAGS="-C target-feature=+crt-static"
 
-.PHONY: all build release deps test unit lint demo bench install clean
+.PHONY: all build release deps test test-host test-v2 unit lint demo bench install clean
 
 all: release
 
@@ -37,12 +37,24 @@ release: deps
 	cp -f $(RELEASE)/isoexec $(RELEASE)/isoexecd $(RELEASE)/isoexecctl $(RELEASE)/isoexec-bench \
 	      target/$(HOST)/release-shim/containerd-shim-isoexec-v1 $(DIST)/
 
-## Formatting, lints, unit tests and the integration tests against the real kernel.
+## Formatting, lints, unit tests and the integration tests against the real
+## kernel: on this machine, then again in a guest kernel with cgroup v2 only.
+## Both run even when the first fails; either failing fails the target.
 test: deps lint build
+	@rc=0; $(MAKE) --no-print-directory test-host || rc=1; \
+	  $(MAKE) --no-print-directory test-v2 || rc=1; exit $$rc
+
+## The whole workspace's tests on this machine's kernel and cgroups.
+test-host: deps build
 	@scripts/top-cgroups.sh > target/cgroups-before
 	ISOEXEC_BIN_DIR=$(CURDIR)/$(DEBUG) $(CARGO) test --workspace; rc=$$?; \
 	  scripts/top-cgroups.sh | comm -13 target/cgroups-before - | xargs -r rmdir 2>/dev/null; \
 	  exit $$rc
+
+## The integration tests in the cgroup v2 guest (qemu, Debian's kernel; see
+## scripts/v2-guest.sh). Arguments for the test binaries: V2_ARGS=filter.
+test-v2: deps build
+	ISOEXEC_BIN_DIR=$(CURDIR)/$(DEBUG) CARGO=$(CARGO) scripts/test-v2.sh $(V2_ARGS)
 
 ## Unit tests only (no root needed).
 unit:
