@@ -128,13 +128,30 @@ impl CgroupManager {
         }
     }
 
-    /// Writes the device rules, in order (cgroup v1; on v2 device access is
-    /// an eBPF program, which isoexec does not load yet).
+    /// Applies the device rules: on v1 written in order to devices.allow /
+    /// devices.deny, on v2 as an eBPF device program with the same meaning
+    /// (see [`crate::device_filter`]) attached to the cgroup.
     fn set_devices(&self, rules: &[DeviceRule]) -> Result<()> {
-        if self.is_v2() || rules.is_empty() {
+        if rules.is_empty() {
             return Ok(());
         }
-        let Some(dir) = self.controller_dir("devices") else {
+        let dir = self.controller_dir("devices");
+        if self.is_v2() {
+            // Fail closed: a v2 cgroup without its device program would
+            // leave every host device open to CAP_MKNOD.
+            let dir = dir.ok_or_else(|| Error::Cgroup {
+                path: self.path.clone(),
+                reason: "cannot find the cgroup's directory to attach its device rules".into(),
+            })?;
+            let code = crate::device_filter::program_bytes(rules);
+            return crate::sys::bpf::attach_device_program(&dir, &code).map_err(|reason| {
+                Error::Cgroup {
+                    path: self.path.clone(),
+                    reason: format!("device rules (linux.resources.devices): {reason}"),
+                }
+            });
+        }
+        let Some(dir) = dir else {
             return Ok(());
         };
         for r in rules {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod debug;
+pub mod device_filter;
 pub mod driver;
 pub mod error;
 pub mod features;

@@ -97,16 +97,35 @@ fn cap_lines(uid: u32) -> String {
 
 #[test]
 fn host_devices_stay_closed_even_with_cap_mknod() {
+    // The attack: CAP_MKNOD is in the default set, so a task makes nodes of
+    // the host's kernel log and of the disk under / and writes or reads
+    // them. The nodes can be made, never opened (v1: the devices
+    // controller; v2: the eBPF device program).
     let iso = Isoexec::new();
-    // CAP_MKNOD is in the default set: the node can be made, not opened.
-    let b = Bundle::busybox(
-        &sh("mknod /dev/host-serial c 4 64 && echo made; echo x > /dev/host-serial || echo refused; echo ok > /dev/null && echo null-ok"),
-        |_| {},
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata("/").expect("stat /"));
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let canary = unique("isoexec-kmsg-canary");
+    let script = format!(
+        "mknod /dev/kmsg c 1 11 && echo made; echo {canary} > /dev/kmsg || echo kmsg-refused; \
+         mknod /dev/disk b {major} {minor} && echo made; head -c 512 /dev/disk >/dev/null || echo disk-refused; \
+         mknod /dev/host-serial c 4 64 && echo made; echo x > /dev/host-serial || echo tty-refused; \
+         echo ok > /dev/null && echo null-ok"
     );
+    let b = Bundle::busybox(&sh(&script), |_| {});
     let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "made\nrefused\nnull-ok\n");
+    assert_eq!(
+        out,
+        "made\nkmsg-refused\nmade\ndisk-refused\nmade\ntty-refused\nnull-ok\n",
+        "{err}"
+    );
     assert!(err.contains("Operation not permitted"), "{err}");
+    let dmesg = std::process::Command::new("dmesg").output().expect("dmesg");
+    assert!(dmesg.status.success());
+    assert!(
+        !String::from_utf8_lossy(&dmesg.stdout).contains(&canary),
+        "the task wrote to the host's kernel log"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! fork of the init, the mounts of its root, its credentials, and the exec.
 //! What to do is decided by [`crate::plan`]; this only carries it out.
 
+pub mod bpf;
 pub mod chroot;
 pub mod init;
 pub mod process;
