@@ -219,28 +219,80 @@ impl CgroupManager {
         pids
     }
 
+    /// Freezes every process of the cgroup and returns once the kernel says
+    /// the cgroup is frozen (v1 `freezer.state` FROZEN, v2 `cgroup.events`
+    /// `frozen 1`), not merely freezing: a `state` right after `pause` must
+    /// say paused. A freeze that does not complete in 5 s is undone and
+    /// reported.
     pub fn freeze(&self) -> Result<()> {
-        self.freezer()?.freeze().map_err(|e| cg_err(&self.path, e))
+        let dir = self.freezer_dir()?;
+        let (file, value) = if self.is_v2() {
+            ("cgroup.freeze", "1")
+        } else {
+            ("freezer.state", "FROZEN")
+        };
+        let write = |v: &str| {
+            std::fs::write(dir.join(file), v).map_err(|e| Error::Cgroup {
+                path: self.path.clone(),
+                reason: format!("cannot write {v} to {file}: {e}"),
+            })
+        };
+        write(value)?;
+        for pause in backoff(Duration::from_secs(5)) {
+            if self.is_frozen() {
+                return Ok(());
+            }
+            // v1: a task that was in the middle of something when the
+            // first write came can keep the cgroup FREEZING; writing
+            // FROZEN again retries it (runc does the same).
+            if !self.is_v2() {
+                write(value)?;
+            }
+            std::thread::sleep(pause);
+        }
+        if self.is_frozen() {
+            return Ok(());
+        }
+        let _ = self.thaw();
+        Err(Error::Cgroup {
+            path: self.path.clone(),
+            reason: format!("the cgroup did not freeze within 5 s ({file}); it was thawed again"),
+        })
     }
 
     pub fn thaw(&self) -> Result<()> {
-        self.freezer()?.thaw().map_err(|e| cg_err(&self.path, e))
+        let dir = self.freezer_dir()?;
+        let (file, value) = if self.is_v2() {
+            ("cgroup.freeze", "0")
+        } else {
+            ("freezer.state", "THAWED")
+        };
+        std::fs::write(dir.join(file), value).map_err(|e| Error::Cgroup {
+            path: self.path.clone(),
+            reason: format!("cannot write {value} to {file}: {e}"),
+        })
     }
 
+    /// True once the cgroup is completely frozen.
     pub fn is_frozen(&self) -> bool {
-        self.freezer()
-            .ok()
-            .and_then(|f| f.state().ok())
-            .is_some_and(|s| matches!(s, cgroups_rs::freezer::FreezerState::Frozen))
+        let Ok(dir) = self.freezer_dir() else {
+            return false;
+        };
+        if self.is_v2() {
+            std::fs::read_to_string(dir.join("cgroup.events"))
+                .is_ok_and(|s| s.lines().any(|l| l == "frozen 1"))
+        } else {
+            std::fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+        }
     }
 
-    fn freezer(&self) -> Result<&cgroups_rs::freezer::FreezerController> {
-        self.cg
-            .controller_of::<cgroups_rs::freezer::FreezerController>()
-            .ok_or_else(|| Error::Cgroup {
-                path: self.path.clone(),
-                reason: "the freezer controller is not available: pause/resume need it".into(),
-            })
+    /// The directory with the freezer's files: v1's freezer hierarchy, or
+    /// the v2 cgroup itself (the freezer is part of every v2 cgroup).
+    fn freezer_dir(&self) -> Result<PathBuf> {
+        self.controller_dir("freezer").ok_or_else(|| Error::Cgroup {
+            path: self.path.clone(),
+            reason: "the freezer controller is not available: pause/resume need it".into(),
+        })
     }
 
     /// Host directory of this cgroup in the hierarchy of `controller`

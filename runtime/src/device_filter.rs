@@ -216,14 +216,23 @@ pub fn program(rules: &[DeviceRule]) -> Vec<Insn> {
 
 /// The program as the bytes `bpf(BPF_PROG_LOAD)` takes.
 pub fn program_bytes(rules: &[DeviceRule]) -> Vec<u8> {
-    program(rules).into_iter().flat_map(Insn::to_bytes).collect()
+    program(rules)
+        .into_iter()
+        .flat_map(Insn::to_bytes)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rule(allow: bool, kind: char, major: Option<i64>, minor: Option<i64>, acc: &str) -> DeviceRule {
+    fn rule(
+        allow: bool,
+        kind: char,
+        major: Option<i64>,
+        minor: Option<i64>,
+        acc: &str,
+    ) -> DeviceRule {
         DeviceRule {
             allow,
             kind,
@@ -293,7 +302,17 @@ mod tests {
     #[test]
     fn the_defaults_open_the_standard_nodes_only() {
         let rules = isoexec_defaults();
-        for (maj, min) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, 4), (10, 200)] {
+        for (maj, min) in [
+            (1, 3),
+            (1, 5),
+            (1, 7),
+            (1, 8),
+            (1, 9),
+            (5, 0),
+            (5, 2),
+            (136, 4),
+            (10, 200),
+        ] {
             assert!(allows(&rules, C, maj, min, "rw"), "c {maj}:{min} rw");
         }
         // mknod of anything, but no access to what was made.
@@ -315,7 +334,10 @@ mod tests {
         ];
         assert!(allows(&rules, C, 1, 3, "r"));
         assert!(!allows(&rules, C, 1, 3, "w"));
-        assert!(!allows(&rules, C, 1, 3, "rw"), "write is part of the request");
+        assert!(
+            !allows(&rules, C, 1, 3, "rw"),
+            "write is part of the request"
+        );
         assert!(allows(&rules, C, 1, 3, "m"));
         // And back again.
         let mut again = rules.clone();

@@ -981,12 +981,13 @@ impl Supervisor {
     }
 
     /// Watches the task's memory cgroup for OOM kills (cgroup v1: an eventfd
-    /// registered on memory.oom_control through cgroup.event_control).
+    /// registered on memory.oom_control through cgroup.event_control; v2:
+    /// inotify on memory.events, whose `oom_kill` count is compared).
     fn watch_oom(&self, container: &Container) -> Option<tokio::task::JoinHandle<()>> {
         use std::os::fd::{AsRawFd, FromRawFd};
         let cg = container.cgroup();
         if cg.is_v2() {
-            return None;
+            return self.watch_oom_v2(container);
         }
         let dir = cg.controller_dir("memory")?;
         let control = File::open(dir.join("memory.oom_control")).ok()?;
@@ -1023,6 +1024,62 @@ impl Supervisor {
                         }
                         let Some(s) = me.upgrade() else { return };
                         (s.sink)(Event::Oom { id: id.clone() });
+                    }
+                    Ok(_) => return,
+                    Err(_would_block) => continue,
+                }
+            }
+        }))
+    }
+
+    fn watch_oom_v2(&self, container: &Container) -> Option<tokio::task::JoinHandle<()>> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let cg = container.cgroup();
+        let dir = cg.controller_dir("memory")?;
+        let path = std::ffi::CString::new(
+            dir.join("memory.events")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .ok()?;
+        // SAFETY: inotify_init1 returns a new descriptor or -1.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a valid descriptor and a NUL-terminated path.
+        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) } < 0 {
+            return None;
+        }
+        // SAFETY: the AsyncFd owns the descriptor, deregistered before it closes.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()?;
+        // None once the file went with its cgroup.
+        let kills = move || {
+            crate::usage::keyed(&dir, "memory.events")
+                .get("oom_kill")
+                .copied()
+        };
+        let mut seen = kills().unwrap_or(0);
+        let id = container.id().to_string();
+        let me = self.me.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                let Ok(mut g) = fd.readable().await else {
+                    return;
+                };
+                let mut buf = [0u8; 1024];
+                match g.try_io(|fd| {
+                    nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)
+                }) {
+                    Ok(Ok(n)) if n > 0 => {
+                        let Some(now) = kills() else { return };
+                        if now > seen {
+                            seen = now;
+                            let Some(s) = me.upgrade() else { return };
+                            (s.sink)(Event::Oom { id: id.clone() });
+                        }
                     }
                     Ok(_) => return,
                     Err(_would_block) => continue,

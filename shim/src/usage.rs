@@ -45,7 +45,7 @@ fn read_u64(dir: &Path, file: &str) -> u64 {
 }
 
 /// `key value` lines (memory.stat, cpu.stat) as a lookup.
-fn keyed(dir: &Path, file: &str) -> HashMap<String, u64> {
+pub(crate) fn keyed(dir: &Path, file: &str) -> HashMap<String, u64> {
     std::fs::read_to_string(dir.join(file))
         .unwrap_or_default()
         .lines()

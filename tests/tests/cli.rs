@@ -115,8 +115,7 @@ fn host_devices_stay_closed_even_with_cap_mknod() {
     let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        out,
-        "made\nkmsg-refused\nmade\ndisk-refused\nmade\ntty-refused\nnull-ok\n",
+        out, "made\nkmsg-refused\nmade\ndisk-refused\nmade\ntty-refused\nnull-ok\n",
         "{err}"
     );
     assert!(err.contains("Operation not permitted"), "{err}");
@@ -688,7 +687,14 @@ fn delete_leaves_nothing_behind() {
     let epid: i32 = read_trimmed(&exec_pf).parse().unwrap();
     // The container's mounts are in its own namespace, never the host's.
     assert!(mounts_under(b.path()).is_empty());
+    // v2: one device program guards the cgroup, and goes with it.
+    let progs = device_programs(&format!("/isoexec/{id}"));
+    assert_eq!(progs.len(), usize::from(cgroup_v2()), "{progs:?}");
     iso.ok(&["delete", "--force", &id]);
+    assert!(
+        eventually(5, || !progs.iter().any(|p| bpf_program_exists(*p))),
+        "device program {progs:?} outlived its cgroup"
+    );
     assert!(!alive(pid));
     assert!(!alive(epid));
     assert!(!iso.state_dir(&id).exists());

@@ -90,7 +90,9 @@ fn load(code: &[u8], log: Option<&mut [u8]>) -> std::io::Result<OwnedFd> {
 pub fn attach_device_program(cgroup: &Path, code: &[u8]) -> Result<(), String> {
     let prog = match load(code, None) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::EACCES) => {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::EACCES) =>
+        {
             let mut log = vec![0u8; 64 * 1024];
             let again = load(code, Some(&mut log));
             let text = CStr::from_bytes_until_nul(&log)
@@ -117,7 +119,10 @@ pub fn attach_device_program(cgroup: &Path, code: &[u8]) -> Result<(), String> {
         attach_flags: BPF_F_ALLOW_MULTI,
         ..Default::default()
     };
-    bpf(BPF_PROG_ATTACH, &mut attr)
-        .map(|_| ())
-        .map_err(|e| format!("cannot attach the device program to {}: {e}", cgroup.display()))
+    bpf(BPF_PROG_ATTACH, &mut attr).map(|_| ()).map_err(|e| {
+        format!(
+            "cannot attach the device program to {}: {e}",
+            cgroup.display()
+        )
+    })
 }

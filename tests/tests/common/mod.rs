@@ -401,3 +401,40 @@ pub fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// The ids of the eBPF device programs attached to cgroup `path` (cgroup v2,
+/// from `bpftool cgroup show`); empty on v1.
+pub fn device_programs(path: &str) -> Vec<u64> {
+    if !cgroup_v2() {
+        return Vec::new();
+    }
+    let dir = cgroup_dir("devices", path);
+    let out = Command::new("bpftool")
+        .args(["-j", "cgroup", "show"])
+        .arg(&dir)
+        .output()
+        .expect("bpftool (make test installs it)");
+    assert!(
+        out.status.success(),
+        "bpftool cgroup show {}: {}",
+        dir.display(),
+        stderr(&out)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["attach_type"] == "cgroup_device" && p["name"] == "isoexec_dev")
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
+/// True while the kernel still holds the eBPF program `id`.
+pub fn bpf_program_exists(id: u64) -> bool {
+    Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
