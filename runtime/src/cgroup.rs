@@ -98,6 +98,15 @@ impl CgroupManager {
     /// naming the spec field and the value.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         crate::plan::validate_resources(r)?;
+        if self.is_v2() {
+            return self.apply_v2(r);
+        }
+        if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(Error::invalid(
+                "linux.resources.unified",
+                "this host's cgroups are v1: unified keys need a cgroup v2 host",
+            ));
+        }
         let limits = limits(r);
         // On v1 memory.limit must stay <= memory.memsw.limit: when raising
         // both, the swap limit has to go first.
@@ -117,6 +126,38 @@ impl CgroupManager {
                 }
                 return Err(self.refused(l, e));
             }
+        }
+        Ok(())
+    }
+
+    /// cgroup v2: every file [`v2_writes`] gives, in order, into the
+    /// cgroup's directory.
+    fn apply_v2(&self, r: &LinuxResources) -> Result<()> {
+        let writes = v2_writes(r)?;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let dir = self.controller_dir("").ok_or_else(|| Error::Cgroup {
+            path: self.path.clone(),
+            reason: "cannot find the cgroup's directory".into(),
+        })?;
+        for w in writes {
+            let file = dir.join(&w.file);
+            std::fs::write(&file, &w.value).map_err(|e| {
+                // cgroupfs answers EACCES, not ENOENT, for a file it lacks.
+                let hint = if file.exists() {
+                    ""
+                } else {
+                    ": no such file in the cgroup (a controller not enabled in the parent's cgroup.subtree_control, or not in this kernel)"
+                };
+                Error::Cgroup {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "the kernel refused {} = {:?} as {} ({e}){hint}",
+                        w.field, w.value, w.file
+                    ),
+                }
+            })?;
         }
         Ok(())
     }
@@ -485,6 +526,246 @@ pub fn limits(r: &LinuxResources) -> Vec<Limit> {
     out
 }
 
+/// One write of a cgroup v2 interface file, with the spec field it comes
+/// from (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V2Write {
+    pub file: String,
+    pub value: String,
+    pub field: String,
+}
+
+fn w(file: impl Into<String>, value: impl Into<String>, field: impl Into<String>) -> V2Write {
+    V2Write {
+        file: file.into(),
+        value: value.into(),
+        field: field.into(),
+    }
+}
+
+/// cpu.shares (2..262144, v1) as cpu.weight (1..10000), the conversion
+/// runc, crun and the kernel's documentation use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let s = shares.clamp(2, 262_144);
+    1 + ((s - 2) * 9999) / 262_142
+}
+
+/// blkio.weight (10..1000, v1) as io.weight (1..10000).
+pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
+    let w = u64::from(weight.clamp(10, 1000));
+    1 + ((w - 10) * 9999) / 990
+}
+
+/// `linux.resources` as the cgroup v2 files they become, in write order:
+/// cpuset before cpu, memory.max before memory.swap.max (the spec's swap
+/// is memory+swap, v2's swap alone), then pids, io, hugetlb and the
+/// `unified` keys as given (last, so they can override). Pure.
+pub fn v2_writes(r: &LinuxResources) -> Result<Vec<V2Write>> {
+    let mut out = Vec::new();
+    if let Some(c) = r.cpu() {
+        if let Some(v) = c.cpus().clone().filter(|s| !s.is_empty()) {
+            out.push(w("cpuset.cpus", v, "linux.resources.cpu.cpus"));
+        }
+        if let Some(v) = c.mems().clone().filter(|s| !s.is_empty()) {
+            out.push(w("cpuset.mems", v, "linux.resources.cpu.mems"));
+        }
+        if let Some(v) = c.shares().filter(|s| *s > 0) {
+            out.push(w(
+                "cpu.weight",
+                shares_to_weight(v).to_string(),
+                "linux.resources.cpu.shares",
+            ));
+        }
+        let quota = c.quota().filter(|q| *q != 0);
+        let period = c.period().filter(|p| *p != 0);
+        if quota.is_some() || period.is_some() {
+            let mut v = match quota {
+                Some(q) if q > 0 => q.to_string(),
+                _ => "max".to_string(),
+            };
+            if let Some(p) = period {
+                v = format!("{v} {p}");
+            }
+            let field = if quota.is_some() {
+                "linux.resources.cpu.quota"
+            } else {
+                "linux.resources.cpu.period"
+            };
+            out.push(w("cpu.max", v, field));
+        }
+        if c.realtime_runtime().is_some_and(|v| v != 0)
+            || c.realtime_period().is_some_and(|v| v != 0)
+        {
+            return Err(Error::invalid(
+                "linux.resources.cpu.realtimeRuntime",
+                "cgroup v2 has no real-time CPU bandwidth: remove realtimeRuntime/realtimePeriod",
+            ));
+        }
+    }
+    if let Some(m) = r.memory() {
+        let max = |v: i64| {
+            if v < 0 {
+                "max".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        let limit = m.limit().filter(|l| *l != 0);
+        if let Some(l) = limit {
+            out.push(w("memory.max", max(l), "linux.resources.memory.limit"));
+        }
+        if let Some(v) = m.reservation().filter(|v| *v > 0) {
+            out.push(w(
+                "memory.low",
+                v.to_string(),
+                "linux.resources.memory.reservation",
+            ));
+        }
+        match (m.swap().filter(|s| *s != 0), limit) {
+            (None, Some(-1)) => {
+                out.push(w("memory.swap.max", "max", "linux.resources.memory.swap"))
+            }
+            (None, _) => {}
+            (Some(s), _) if s < 0 => {
+                out.push(w("memory.swap.max", "max", "linux.resources.memory.swap"))
+            }
+            (Some(s), Some(l)) if l > 0 => {
+                if s < l {
+                    return Err(Error::invalid(
+                        "linux.resources.memory.swap",
+                        format!("{s} is below memory.limit {l}: swap is memory+swap, so it must be at least the limit"),
+                    ));
+                }
+                out.push(w(
+                    "memory.swap.max",
+                    (s - l).to_string(),
+                    "linux.resources.memory.swap",
+                ));
+            }
+            (Some(_), _) => {
+                return Err(Error::invalid(
+                    "linux.resources.memory.swap",
+                    "on cgroup v2 a swap limit needs memory.limit too (swap is memory+swap)",
+                ))
+            }
+        }
+        if m.swappiness().is_some() {
+            return Err(Error::invalid(
+                "linux.resources.memory.swappiness",
+                "cgroup v2 has no per-cgroup swappiness: remove it",
+            ));
+        }
+        if m.disable_oom_killer() == Some(true) {
+            return Err(Error::invalid(
+                "linux.resources.memory.disableOOMKiller",
+                "cgroup v2 cannot turn the OOM killer off for a cgroup",
+            ));
+        }
+    }
+    if let Some(p) = r.pids() {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".to_string()
+        };
+        out.push(w("pids.max", v, "linux.resources.pids.limit"));
+    }
+    if let Some(b) = r.block_io() {
+        if let Some(v) = b.weight() {
+            out.push(w(
+                "io.weight",
+                format!("default {}", blkio_weight_to_io_weight(v)),
+                "linux.resources.blockIO.weight",
+            ));
+        }
+        for (i, d) in b.weight_device().iter().flatten().enumerate() {
+            if let Some(v) = d.weight() {
+                out.push(w(
+                    "io.weight",
+                    format!(
+                        "{}:{} {}",
+                        d.major(),
+                        d.minor(),
+                        blkio_weight_to_io_weight(v)
+                    ),
+                    format!("linux.resources.blockIO.weightDevice[{i}]"),
+                ));
+            }
+        }
+        let throttles = [
+            (
+                "rbps",
+                b.throttle_read_bps_device(),
+                "throttleReadBpsDevice",
+            ),
+            (
+                "wbps",
+                b.throttle_write_bps_device(),
+                "throttleWriteBpsDevice",
+            ),
+            (
+                "riops",
+                b.throttle_read_iops_device(),
+                "throttleReadIOPSDevice",
+            ),
+            (
+                "wiops",
+                b.throttle_write_iops_device(),
+                "throttleWriteIOPSDevice",
+            ),
+        ];
+        for (key, devices, name) in throttles {
+            for (i, d) in devices.iter().flatten().enumerate() {
+                let rate = if d.rate() == 0 {
+                    "max".to_string()
+                } else {
+                    d.rate().to_string()
+                };
+                out.push(w(
+                    "io.max",
+                    format!("{}:{} {key}={rate}", d.major(), d.minor()),
+                    format!("linux.resources.blockIO.{name}[{i}]"),
+                ));
+            }
+        }
+    }
+    for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+        let field = format!("linux.resources.hugepageLimits[{i}]");
+        let size = h.page_size();
+        if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(
+                field,
+                format!("pageSize {size:?} is not a page size such as \"2MB\""),
+            ));
+        }
+        out.push(w(
+            format!("hugetlb.{size}.max"),
+            h.limit().to_string(),
+            field,
+        ));
+    }
+    if let Some(u) = r.unified() {
+        let mut keys: Vec<&String> = u.keys().collect();
+        keys.sort();
+        for k in keys {
+            let field = format!("linux.resources.unified[{k:?}]");
+            let ok = k.contains('.')
+                && !k.starts_with('.')
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && !k.starts_with("cgroup.");
+            if !ok {
+                return Err(Error::invalid(
+                    field,
+                    "not a controller's interface file of the container's cgroup (such as \"memory.high\"); cgroup.* files and paths are not allowed",
+                ));
+            }
+            out.push(w(k.clone(), u[k].clone(), field));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +809,116 @@ mod tests {
                 Limit::Pids(20),
             ]
         );
+    }
+
+    fn v2(json: serde_json::Value) -> Result<Vec<(String, String)>> {
+        let r: LinuxResources = serde_json::from_value(json).unwrap();
+        v2_writes(&r).map(|v| v.into_iter().map(|w| (w.file, w.value)).collect())
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn v2_files_in_write_order() {
+        let got = v2(serde_json::json!({
+            "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0-1", "mems": "0"},
+            "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728},
+            "pids": {"limit": 20},
+            "blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 100}],
+                        "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                        "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 0}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "unified": {"memory.high": "50000000", "cpu.idle": "0"}
+        }))
+        .unwrap();
+        assert_eq!(
+            got,
+            pairs(&[
+                ("cpuset.cpus", "0-1"),
+                ("cpuset.mems", "0"),
+                ("cpu.weight", "39"),
+                ("cpu.max", "50000 100000"),
+                ("memory.max", "67108864"),
+                ("memory.low", "33554432"),
+                ("memory.swap.max", "67108864"),
+                ("pids.max", "20"),
+                ("io.weight", "default 4950"),
+                ("io.weight", "8:0 910"),
+                ("io.max", "8:0 rbps=1048576"),
+                ("io.max", "8:16 wiops=max"),
+                ("hugetlb.2MB.max", "4194304"),
+                ("cpu.idle", "0"),
+                ("memory.high", "50000000"),
+            ])
+        );
+    }
+
+    #[test]
+    fn v2_shares_become_weights_as_runc_converts_them() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1), 1);
+        assert_eq!(blkio_weight_to_io_weight(10), 1);
+        assert_eq!(blkio_weight_to_io_weight(1000), 10_000);
+    }
+
+    #[test]
+    fn v2_unlimited_and_partial_values() {
+        assert_eq!(
+            v2(serde_json::json!({"memory": {"limit": -1}, "pids": {"limit": -1}, "cpu": {"quota": -1}})).unwrap(),
+            pairs(&[("cpu.max", "max"), ("memory.max", "max"), ("memory.swap.max", "max"), ("pids.max", "max")])
+        );
+        assert_eq!(
+            v2(serde_json::json!({"cpu": {"period": 50000}})).unwrap(),
+            pairs(&[("cpu.max", "max 50000")])
+        );
+        assert_eq!(
+            v2(serde_json::json!({"memory": {"limit": 1048576, "swap": -1}})).unwrap(),
+            pairs(&[("memory.max", "1048576"), ("memory.swap.max", "max")])
+        );
+        assert_eq!(
+            v2(serde_json::json!({"memory": {"limit": 1048576, "swap": 1048576}})).unwrap(),
+            pairs(&[("memory.max", "1048576"), ("memory.swap.max", "0")])
+        );
+        assert!(v2(serde_json::json!({})).unwrap().is_empty());
+    }
+
+    #[test]
+    fn v2_refusals_name_the_field() {
+        let err = |j| v2(j).unwrap_err().to_string();
+        let e = err(serde_json::json!({"memory": {"swap": 1048576}}));
+        assert!(
+            e.contains("linux.resources.memory.swap") && e.contains("needs memory.limit"),
+            "{e}"
+        );
+        let e = err(serde_json::json!({"memory": {"limit": 2097152, "swap": 1048576}}));
+        assert!(e.contains("below memory.limit"), "{e}");
+        let e = err(serde_json::json!({"memory": {"swappiness": 10}}));
+        assert!(e.contains("linux.resources.memory.swappiness"), "{e}");
+        let e = err(serde_json::json!({"memory": {"disableOOMKiller": true}}));
+        assert!(e.contains("disableOOMKiller"), "{e}");
+        let e = err(serde_json::json!({"cpu": {"realtimeRuntime": 1000}}));
+        assert!(e.contains("realtimeRuntime"), "{e}");
+        for bad in [
+            "../../etc/passwd",
+            "cgroup.procs",
+            "memory",
+            "memory.high/x",
+            ".x",
+        ] {
+            let e = err(serde_json::json!({"unified": {bad: "1"}}));
+            assert!(
+                e.contains("linux.resources.unified") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
+        let e = err(serde_json::json!({"hugepageLimits": [{"pageSize": "2MB/../x", "limit": 1}]}));
+        assert!(e.contains("hugepageLimits[0]"), "{e}");
     }
 
     #[test]

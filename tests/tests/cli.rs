@@ -570,6 +570,10 @@ fn cpu_limits_written_to_the_cgroup() {
             "memory": {"limit": 64 << 20, "reservation": 32 << 20},
             "pids": {"limit": 50}
         });
+        if cgroup_v2() {
+            c["linux"]["resources"]["memory"]["swap"] = json!(96 << 20);
+            c["linux"]["resources"]["unified"] = json!({"memory.high": "50331648"});
+        }
     });
     let id = unique("cpu");
     iso.start_detached(&b, &id);
@@ -577,12 +581,29 @@ fn cpu_limits_written_to_the_cgroup() {
     if cgroup_v2() {
         let d = cgroup_dir("", &path);
         assert_eq!(read_trimmed(&d.join("cpu.max")), "50000 100000");
+        // shares 512 as runc converts them: 1 + (512 - 2) * 9999 / 262142.
+        assert_eq!(read_trimmed(&d.join("cpu.weight")), "20");
         assert_eq!(read_trimmed(&d.join("cpuset.cpus")), "0");
         assert_eq!(
             read_trimmed(&d.join("memory.max")),
             (64u64 << 20).to_string()
         );
+        assert_eq!(
+            read_trimmed(&d.join("memory.low")),
+            (32u64 << 20).to_string()
+        );
+        // The spec's swap is memory+swap; v2's is swap alone.
+        assert_eq!(
+            read_trimmed(&d.join("memory.swap.max")),
+            (32u64 << 20).to_string()
+        );
+        assert_eq!(read_trimmed(&d.join("memory.high")), "50331648");
         assert_eq!(read_trimmed(&d.join("pids.max")), "50");
+        // Every controller the limits need is enabled for the cgroup.
+        let on = read_trimmed(&d.join("cgroup.controllers"));
+        for c in ["cpu", "cpuset", "memory", "pids"] {
+            assert!(on.split(' ').any(|x| x == c), "{c} not in {on}");
+        }
     } else {
         assert_eq!(
             read_trimmed(&cgroup_dir("cpu", &path).join("cpu.shares")),
@@ -768,6 +789,27 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
             "{c} left behind"
         );
     }
+
+    // linux.resources.unified: a file the kernel does not have (v2), or
+    // any key on a v1 host.
+    let b = Bundle::busybox(&["true"], |c| {
+        c["linux"]["resources"] = json!({"unified": {"memory.no_such_file": "1"}});
+    });
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    if cgroup_v2() {
+        assert!(
+            e.contains("linux.resources.unified[\"memory.no_such_file\"]")
+                && e.contains("no such file"),
+            "{e}"
+        );
+    } else {
+        assert!(
+            e.contains("linux.resources.unified") && e.contains("cgroup v2 host"),
+            "{e}"
+        );
+    }
+    assert!(!iso.state_dir(&id).exists());
+    assert!(!cgroup_dir("memory", &format!("/isoexec/{id}")).exists());
 
     // A spec error names the field.
     let b = Bundle::busybox(&["true"], |c| c["process"]["cwd"] = json!("relative"));
