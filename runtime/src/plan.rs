@@ -1045,7 +1045,7 @@ fn cgroup_plan(
         .unwrap_or_default();
     let path = if raw.is_empty() {
         format!("/isoexec/{id}")
-    } else if opts.systemd_cgroup {
+    } else if opts.systemd_cgroup || looks_like_systemd_form(&raw) {
         systemd_to_cgroupfs(&raw)?
     } else {
         raw
@@ -1071,28 +1071,77 @@ fn cgroup_plan(
     })
 }
 
+/// A cgroupsPath in systemd's form without `--systemd-cgroup` (the shim and
+/// isoexecd have no such flag): `NAME.slice:prefix:name` or `:prefix:name`,
+/// which no cgroupfs path a runtime is given looks like.
+fn looks_like_systemd_form(raw: &str) -> bool {
+    let parts: Vec<&str> = raw.split(':').collect();
+    parts.len() == 3
+        && !raw.contains('/')
+        && (parts[0].is_empty() || parts[0].ends_with(".slice"))
+        && !parts[2].is_empty()
+}
+
 /// `slice:prefix:name` (systemd's cgroupsPath form) as the cgroupfs path
-/// systemd would give it: `/slice/prefix-name.scope`. isoexec writes
-/// cgroupfs itself and does not talk to systemd.
+/// systemd gives it: the slice expanded into its parents, as systemd names
+/// them (`kubepods-besteffort.slice` is
+/// `/kubepods.slice/kubepods-besteffort.slice`), then `prefix-name.scope`.
+/// isoexec writes cgroupfs itself and does not talk to systemd; the path
+/// is the same on v1 (below each controller) and v2.
 pub fn systemd_to_cgroupfs(raw: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Error::invalid(
+            "linux.cgroupsPath",
+            format!("{raw:?} is not slice:prefix:name, as --systemd-cgroup expects: {why}"),
+        )
+    };
     let parts: Vec<&str> = raw.split(':').collect();
     if parts.len() != 3 || parts[2].is_empty() {
-        return Err(Error::invalid(
-            "linux.cgroupsPath",
-            format!("{raw:?} is not slice:prefix:name, as --systemd-cgroup expects"),
-        ));
+        return Err(bad("three fields, the name not empty"));
     }
     let slice = if parts[0].is_empty() {
         "system.slice"
     } else {
         parts[0]
     };
+    let mut path = expand_slice(slice).ok_or_else(|| {
+        bad("the slice must be NAME.slice, NAME without '/', \"--\" or a leading or trailing '-'")
+    })?;
+    if parts.iter().any(|p| p.contains('/')) {
+        return Err(bad("no field may contain '/'"));
+    }
     let unit = if parts[1].is_empty() {
         format!("{}.scope", parts[2])
     } else {
         format!("{}-{}.scope", parts[1], parts[2])
     };
-    Ok(format!("/{slice}/{unit}"))
+    path.push('/');
+    path.push_str(&unit);
+    Ok(path)
+}
+
+/// systemd's slice hierarchy: `a-b-c.slice` is `/a.slice/a-b.slice/a-b-c.slice`;
+/// `-.slice` is the root.
+fn expand_slice(slice: &str) -> Option<String> {
+    let name = slice.strip_suffix(".slice")?;
+    if name == "-" {
+        return Some(String::new());
+    }
+    if name.is_empty() || name.contains('/') || name.contains("--") || name.starts_with('-') || name.ends_with('-') {
+        return None;
+    }
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for (i, part) in name.split('-').enumerate() {
+        if i > 0 {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push('/');
+        path.push_str(&prefix);
+        path.push_str(".slice");
+    }
+    Some(path)
 }
 
 /// Checks the limits the kernel would refuse with an unhelpful EINVAL.

@@ -1077,3 +1077,37 @@ fn seccomp_filter_applies_to_init_and_exec() {
     assert!(e.contains("linux.seccomp.defaultAction"), "{e}");
     assert!(!iso.state_dir(&id).exists());
 }
+
+#[test]
+fn systemd_cgroup_path_form() {
+    // `slice:prefix:name`, as containerd and Kubernetes' systemd driver
+    // give it: the slice nests as systemd would nest it, on v1 and v2.
+    let iso = Isoexec::new();
+    let id = unique("sd");
+    let slice = format!("isoexectest{}", std::process::id());
+    let b = Bundle::busybox(&["sleep", "1000"], |c| {
+        c["linux"]["cgroupsPath"] = json!(format!("{slice}-pod.slice:isoexec:{id}"));
+        c["linux"]["resources"] = json!({"pids": {"limit": 33}});
+    });
+    iso.ok(&[
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    let path = format!("/{slice}.slice/{slice}-pod.slice/isoexec-{id}.scope");
+    let pids = cgroup_dir("pids", &path);
+    assert_eq!(read_trimmed(&pids.join("pids.max")), "33");
+    iso.ok(&["delete", "--force", &id]);
+    assert!(!pids.exists());
+    // The slices are the caller's (systemd's) to remove.
+    for c in ["pids", "cpu", "cpuacct", "cpuset", "memory", "freezer", "devices"] {
+        let top = cgroup_dir(c, &format!("/{slice}.slice"));
+        let _ = std::fs::remove_dir(top.join(format!("{slice}-pod.slice")));
+        let _ = std::fs::remove_dir(&top);
+        if cgroup_v2() {
+            break;
+        }
+    }
+}
