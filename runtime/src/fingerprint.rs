@@ -49,6 +49,9 @@ pub struct Fingerprint {
     /// Required controllers that are missing: resource controls are off.
     pub required_missing: Vec<String>,
     pub resource_controls: bool,
+    /// How device access is enforced: v1's devices controller, v2's eBPF
+    /// device program (checked by loading one), or why it cannot be.
+    pub device_control: String,
 }
 
 impl Fingerprint {
@@ -120,7 +123,12 @@ pub fn evaluate(
         0
     };
     let present = |c: &str| match cgroup_version {
-        2 => v2_list.contains(&c) || V2_BUILTIN.contains(&c),
+        // v2's io is v1's blkio.
+        2 => {
+            v2_list.contains(&c)
+                || V2_BUILTIN.contains(&c)
+                || (c == "blkio" && v2_list.contains(&"io"))
+        }
         1 => enabled.contains(&c) && v1_mounted.iter().any(|m| m == c),
         _ => false,
     };
@@ -180,8 +188,36 @@ pub fn evaluate(
         controllers_present,
         controllers_missing,
         resource_controls: cgroups_mounted && required_missing.is_empty(),
+        device_control: match cgroup_version {
+            1 if present("devices") => "devices controller".to_string(),
+            2 => "eBPF device program".to_string(),
+            _ => "none".to_string(),
+        },
         required_missing,
     }
+}
+
+/// Folds in whether this kernel loads a cgroup v2 device program: without
+/// one isoexec refuses to create tasks (it never runs one with every
+/// device open), so the host is unhealthy. Pure.
+pub fn with_device_program(
+    mut f: Fingerprint,
+    loaded: std::result::Result<(), String>,
+) -> Fingerprint {
+    if f.cgroup_version != 2 {
+        return f;
+    }
+    if let Err(why) = loaded {
+        f.device_control = format!("unavailable: {why}");
+        f.detected = false;
+        f.health = "unhealthy";
+        f.health_description = format!(
+            "cgroup v2 device rules need an eBPF device program and this kernel refused one: {why}"
+        );
+        f.resource_controls = false;
+        f.required_missing.push("devices".into());
+    }
+    f
 }
 
 /// Reads this host's facts.
@@ -190,13 +226,21 @@ pub fn gather() -> Fingerprint {
     let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").ok();
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    evaluate(
+    let f = evaluate(
         cfg!(target_os = "linux"),
         euid,
         &read("/proc/cgroups"),
         &read("/proc/self/mountinfo"),
         v2.as_deref(),
-    )
+    );
+    if f.cgroup_version == 2 && f.root {
+        let code = crate::device_filter::program_bytes(
+            &crate::plan::device_rules(&[], &[]).unwrap_or_default(),
+        );
+        let loaded = crate::sys::bpf::load_device_program(&code).map(drop);
+        return with_device_program(f, loaded);
+    }
+    f
 }
 
 #[cfg(test)]
@@ -286,7 +330,23 @@ mod tests {
         assert_eq!(f.cgroup_version, 2);
         assert!(f.resource_controls, "{:?}", f.required_missing);
         assert!(f.controllers_present.contains(&"freezer".to_string()));
-        assert!(f.controllers_missing.contains(&"blkio".to_string()));
+        assert!(
+            f.controllers_present.contains(&"blkio".to_string()),
+            "io is blkio"
+        );
+        assert!(f.controllers_missing.contains(&"net_cls".to_string()));
+        assert_eq!(f.device_control, "eBPF device program");
+        let ok = with_device_program(f.clone(), Ok(()));
+        assert_eq!(ok, f);
+        // A kernel that refuses device programs: no task could be isolated.
+        let bad = with_device_program(f, Err("Operation not permitted".into()));
+        assert!(!bad.detected && !bad.resource_controls);
+        assert_eq!(bad.health, "unhealthy");
+        assert!(bad.health_description.contains("eBPF device program"));
+        assert_eq!(bad.device_control, "unavailable: Operation not permitted");
+        let v1 = evaluate(true, 0, PROC_CGROUPS, &v1_mountinfo(&ALL_V1), None);
+        assert_eq!(v1.device_control, "devices controller");
+        assert_eq!(with_device_program(v1.clone(), Err("x".into())), v1);
     }
 
     #[test]

@@ -1127,7 +1127,12 @@ fn expand_slice(slice: &str) -> Option<String> {
     if name == "-" {
         return Some(String::new());
     }
-    if name.is_empty() || name.contains('/') || name.contains("--") || name.starts_with('-') || name.ends_with('-') {
+    if name.is_empty()
+        || name.contains('/')
+        || name.contains("--")
+        || name.starts_with('-')
+        || name.ends_with('-')
+    {
         return None;
     }
     let mut path = String::new();

@@ -533,15 +533,29 @@ fn cgroup_paths() {
         "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/cri-containerd-abc.scope"
     );
     assert_eq!(systemd_to_cgroupfs("-.slice:p:n").unwrap(), "/p-n.scope");
-    assert_eq!(systemd_to_cgroupfs("user.slice::n").unwrap(), "/user.slice/n.scope");
-    for bad in ["a--b.slice:p:n", "-a.slice:p:n", "a-.slice:p:n", "notaslice:p:n", "a.slice:p/x:n", "a.slice:p:n/../x"] {
+    assert_eq!(
+        systemd_to_cgroupfs("user.slice::n").unwrap(),
+        "/user.slice/n.scope"
+    );
+    for bad in [
+        "a--b.slice:p:n",
+        "-a.slice:p:n",
+        "a-.slice:p:n",
+        "notaslice:p:n",
+        "a.slice:p/x:n",
+        "a.slice:p:n/../x",
+    ] {
         let e = systemd_to_cgroupfs(bad).unwrap_err().to_string();
         assert!(e.contains("linux.cgroupsPath"), "{bad}: {e}");
     }
     // The form is recognised without --systemd-cgroup (the shim and
     // isoexecd have no such flag); plain relative paths stay as they are.
-    let p = plan_of(|v| v["linux"]["cgroupsPath"] = json!("machine-pods.slice:isoexec:c1")).unwrap();
-    assert_eq!(p.cgroup.path, "/machine.slice/machine-pods.slice/isoexec-c1.scope");
+    let p =
+        plan_of(|v| v["linux"]["cgroupsPath"] = json!("machine-pods.slice:isoexec:c1")).unwrap();
+    assert_eq!(
+        p.cgroup.path,
+        "/machine.slice/machine-pods.slice/isoexec-c1.scope"
+    );
     let p = plan_of(|v| v["linux"]["cgroupsPath"] = json!("a:b")).unwrap();
     assert_eq!(p.cgroup.path, "a:b");
 }

@@ -1102,7 +1102,9 @@ fn systemd_cgroup_path_form() {
     iso.ok(&["delete", "--force", &id]);
     assert!(!pids.exists());
     // The slices are the caller's (systemd's) to remove.
-    for c in ["pids", "cpu", "cpuacct", "cpuset", "memory", "freezer", "devices"] {
+    for c in [
+        "pids", "cpu", "cpuacct", "cpuset", "memory", "freezer", "devices",
+    ] {
         let top = cgroup_dir(c, &format!("/{slice}.slice"));
         let _ = std::fs::remove_dir(top.join(format!("{slice}-pod.slice")));
         let _ = std::fs::remove_dir(&top);

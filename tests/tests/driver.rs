@@ -403,6 +403,24 @@ fn fingerprint_of_this_host() {
         f["resource_controls"],
         f["required_missing"].as_array().unwrap().is_empty()
     );
+    if cgroup_v2() {
+        // Every controller the kernel offers, and devices by eBPF (loaded).
+        let offered = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap();
+        for c in ["cpu", "cpuset", "memory", "pids", "hugetlb"] {
+            assert_eq!(
+                present.contains(&c.to_string()),
+                offered.split_whitespace().any(|x| x == c),
+                "{c}"
+            );
+        }
+        assert!(
+            present.contains(&"devices".to_string()) && present.contains(&"freezer".to_string())
+        );
+        assert_eq!(f["device_control"], "eBPF device program");
+        assert!(table.contains("eBPF device program"), "{table}");
+    } else {
+        assert_eq!(f["device_control"], "devices controller");
+    }
 
     // Not root: undetected, with the reason.
     let out = std::process::Command::new("setpriv")

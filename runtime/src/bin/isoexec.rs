@@ -553,6 +553,7 @@ fn print_fingerprint(f: &runtime::fingerprint::Fingerprint) {
             yes(f.cgroups_mounted).to_string(),
         ),
         ("cgroup version".to_string(), f.cgroup_version.to_string()),
+        ("device control".to_string(), f.device_control.clone()),
         (
             "controllers present".to_string(),
             list(&f.controllers_present),

@@ -84,11 +84,10 @@ fn load(code: &[u8], log: Option<&mut [u8]>) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Loads the device program `code` (instructions as bytes) and attaches it
-/// to the cgroup directory `cgroup`. A program the verifier refuses comes
-/// back with the verifier's log.
-pub fn attach_device_program(cgroup: &Path, code: &[u8]) -> Result<(), String> {
-    let prog = match load(code, None) {
+/// Loads the device program `code` (instructions as bytes). A program the
+/// verifier refuses comes back with the verifier's log.
+pub fn load_device_program(code: &[u8]) -> Result<OwnedFd, String> {
+    Ok(match load(code, None) {
         Ok(fd) => fd,
         Err(e)
             if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::EACCES) =>
@@ -109,7 +108,13 @@ pub fn attach_device_program(cgroup: &Path, code: &[u8]) -> Result<(), String> {
             }
         }
         Err(e) => return Err(format!("cannot load the device program: {e}")),
-    };
+    })
+}
+
+/// Loads the device program `code` and attaches it to the cgroup directory
+/// `cgroup`.
+pub fn attach_device_program(cgroup: &Path, code: &[u8]) -> Result<(), String> {
+    let prog = load_device_program(code)?;
     let dir = std::fs::File::open(cgroup)
         .map_err(|e| format!("cannot open {}: {e}", cgroup.display()))?;
     let mut attr = ProgAttach {
