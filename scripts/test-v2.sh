@@ -10,6 +10,6 @@ mapfile -t bins < <($cargo test -p isoexec-tests --no-run --message-format=json 
 [ ${#bins[@]} -gt 0 ] || { echo "test-v2: no integration test binaries were built" >&2; exit 1; }
 export ISOEXEC_BIN_DIR=${ISOEXEC_BIN_DIR:-$PWD/target/debug}
 script='rc=0; n=$1; shift; bins=("${@:1:n}"); shift "$n"
-for t in "${bins[@]}"; do echo "v2-guest: running ${t##*/}"; "$t" "$@" || rc=1; done
+for t in "${bins[@]}"; do echo "v2-guest: running ${t##*/}"; "$t" --color never "$@" || rc=1; done
 exit $rc'
 exec scripts/v2-guest.sh bash -c "$script" test-v2 "${#bins[@]}" "${bins[@]}" "$@"

@@ -499,9 +499,14 @@ fn pause_and_resume() {
     iso.ok(&["pause", &id]);
     assert_eq!(iso.status(&id), "paused");
     let freezer = cgroup_dir("freezer", &format!("/isoexec/{id}"));
-    if !cgroup_v2() {
+    if cgroup_v2() {
+        assert_eq!(read_trimmed(&freezer.join("cgroup.freeze")), "1");
+        let events = read_trimmed(&freezer.join("cgroup.events"));
+        assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
+    } else {
         assert_eq!(read_trimmed(&freezer.join("freezer.state")), "FROZEN");
     }
+
     let e = iso.fails(&["pause", &id]);
     assert!(e.contains("paused"), "{e}");
     iso.ok(&["resume", &id]);
@@ -635,10 +640,12 @@ fn cpu_limits_written_to_the_cgroup() {
         );
     }
     // The container sees its own cgroup at /sys/fs/cgroup.
-    if !cgroup_v2() {
-        let out = iso.ok(&["exec", &id, "cat", "/sys/fs/cgroup/pids/pids.max"]);
-        assert_eq!(out, "50\n");
-    }
+    let own = if cgroup_v2() {
+        "/sys/fs/cgroup/pids.max"
+    } else {
+        "/sys/fs/cgroup/pids/pids.max"
+    };
+    assert_eq!(iso.ok(&["exec", &id, "cat", own]), "50\n");
 
     // update changes the limits in place.
     let res = b.path().join("res.json");
@@ -649,7 +656,12 @@ fn cpu_limits_written_to_the_cgroup() {
     .unwrap();
     iso.ok(&["update", "--resources", res.to_str().unwrap(), &id]);
     iso.ok(&["update", "--memory", &(128u64 << 20).to_string(), &id]);
-    if !cgroup_v2() {
+    if cgroup_v2() {
+        let d = cgroup_dir("", &path);
+        assert_eq!(read_trimmed(&d.join("pids.max")), "60");
+        assert_eq!(read_trimmed(&d.join("cpu.weight")), "10");
+        assert_eq!(read_trimmed(&d.join("memory.max")), (128u64 << 20).to_string());
+    } else {
         assert_eq!(
             read_trimmed(&cgroup_dir("pids", &path).join("pids.max")),
             "60"
@@ -674,12 +686,10 @@ fn cpu_limits_written_to_the_cgroup() {
         .unwrap();
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
-    if !cgroup_v2() {
-        assert_eq!(
-            read_trimmed(&cgroup_dir("pids", &path).join("pids.max")),
-            "70"
-        );
-    }
+    assert_eq!(
+        read_trimmed(&cgroup_dir("pids", &path).join("pids.max")),
+        "70"
+    );
     let e = iso.fails(&["update", "--pids-limit", "0", &id]);
     assert!(e.contains("linux.resources.pids.limit"), "{e}");
 
