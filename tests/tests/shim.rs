@@ -268,6 +268,30 @@ fn run_rm_runs_a_host_binary_with_no_image() {
     assert!(ctd.ok(&["c", "ls", "-q"]).is_empty());
 }
 
+#[test]
+fn host_devices_stay_closed_through_ctr() {
+    // The attack through containerd's default spec (its own device rules):
+    // with CAP_MKNOD a task makes the node of the disk under / and of the
+    // kernel's memory and opens them. Made, never opened (v1 and v2).
+    let ctd = Containerd::start();
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata("/").unwrap());
+    let script = format!(
+        "mknod /tmp/disk b {} {} && echo made; head -c 1 /tmp/disk || echo disk-refused; \
+         mknod /tmp/mem c 1 1 && echo made; head -c 1 /tmp/mem || echo mem-refused; \
+         echo ok > /dev/null && echo null-ok",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let o = ctd.run(&["--rm"], "mknod", &["sh", "-c", &script]);
+    assert_eq!(
+        stdout(&o),
+        "made\ndisk-refused\nmade\nmem-refused\nnull-ok\n",
+        "{}",
+        stderr(&o)
+    );
+    ctd.assert_clean("mknod");
+}
+
 /// `echo hello | ctr task exec ... cat`: the exec reads its input to the end
 /// and ends, though ctr may close stdin before it starts the exec.
 #[test]
