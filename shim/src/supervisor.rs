@@ -1003,29 +1003,45 @@ impl Supervisor {
             format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()),
         )
         .ok()?;
-        // SAFETY: the AsyncFd owns the eventfd, deregistered before it closes.
-        let efd = unsafe { tokio::io::unix::AsyncFd::register(efd) }.ok()?;
+        // The eventfd also fires when the cgroup is removed.
+        self.spawn_oom_watch(container, efd, move |n| {
+            let _control = &control;
+            (n == 8 && dir.exists()).then_some(true)
+        })
+    }
+
+    /// Runs the OOM watch on the shim's loop: each time `fd` is readable
+    /// its data is read and `fired(bytes read)` says whether an OOM kill
+    /// happened (`Some(true)`), nothing did (`Some(false)`), or the watch
+    /// is over (`None`: the cgroup is gone).
+    fn spawn_oom_watch(
+        &self,
+        container: &Container,
+        fd: OwnedFd,
+        mut fired: impl FnMut(usize) -> Option<bool> + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        // SAFETY: the AsyncFd owns the descriptor, deregistered before it closes.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()?;
         let id = container.id().to_string();
         let me = self.me.clone();
         Some(tokio::spawn(async move {
-            let _control = control;
             loop {
-                let Ok(mut g) = efd.readable().await else {
+                let Ok(mut g) = fd.readable().await else {
                     return;
                 };
-                let mut buf = [0u8; 8];
+                let mut buf = [0u8; 1024];
                 match g.try_io(|fd| {
                     nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)
                 }) {
-                    Ok(Ok(8)) => {
-                        // The eventfd also fires when the cgroup is removed.
-                        if !dir.exists() {
-                            return;
+                    Ok(Ok(n)) => match fired(n) {
+                        Some(true) => {
+                            let Some(s) = me.upgrade() else { return };
+                            (s.sink)(Event::Oom { id: id.clone() });
                         }
-                        let Some(s) = me.upgrade() else { return };
-                        (s.sink)(Event::Oom { id: id.clone() });
-                    }
-                    Ok(_) => return,
+                        Some(false) => {}
+                        None => return,
+                    },
+                    Ok(Err(_)) => return,
                     Err(_would_block) => continue,
                 }
             }
@@ -1053,8 +1069,6 @@ impl Supervisor {
         if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) } < 0 {
             return None;
         }
-        // SAFETY: the AsyncFd owns the descriptor, deregistered before it closes.
-        let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()?;
         // None once the file went with its cgroup.
         let kills = move || {
             crate::usage::keyed(&dir, "memory.events")
@@ -1062,29 +1076,9 @@ impl Supervisor {
                 .copied()
         };
         let mut seen = kills().unwrap_or(0);
-        let id = container.id().to_string();
-        let me = self.me.clone();
-        Some(tokio::spawn(async move {
-            loop {
-                let Ok(mut g) = fd.readable().await else {
-                    return;
-                };
-                let mut buf = [0u8; 1024];
-                match g.try_io(|fd| {
-                    nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)
-                }) {
-                    Ok(Ok(n)) if n > 0 => {
-                        let Some(now) = kills() else { return };
-                        if now > seen {
-                            seen = now;
-                            let Some(s) = me.upgrade() else { return };
-                            (s.sink)(Event::Oom { id: id.clone() });
-                        }
-                    }
-                    Ok(_) => return,
-                    Err(_would_block) => continue,
-                }
-            }
-        }))
+        self.spawn_oom_watch(container, fd, move |n| {
+            let now = kills().filter(|_| n > 0)?;
+            Some(std::mem::replace(&mut seen, now) < now)
+        })
     }
 }

@@ -660,7 +660,10 @@ fn cpu_limits_written_to_the_cgroup() {
         let d = cgroup_dir("", &path);
         assert_eq!(read_trimmed(&d.join("pids.max")), "60");
         assert_eq!(read_trimmed(&d.join("cpu.weight")), "10");
-        assert_eq!(read_trimmed(&d.join("memory.max")), (128u64 << 20).to_string());
+        assert_eq!(
+            read_trimmed(&d.join("memory.max")),
+            (128u64 << 20).to_string()
+        );
     } else {
         assert_eq!(
             read_trimmed(&cgroup_dir("pids", &path).join("pids.max")),
