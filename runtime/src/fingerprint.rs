@@ -220,8 +220,23 @@ pub fn with_device_program(
     f
 }
 
-/// Reads this host's facts.
+/// Reads this host's facts, and on v2 loads a device program to check the
+/// kernel takes one (`isoexec fingerprint`, isoexecd's Fingerprint).
 pub fn gather() -> Fingerprint {
+    let f = gather_controllers();
+    if f.cgroup_version == 2 && f.root {
+        let rules = crate::plan::device_rules(&[], &[]).unwrap_or_default();
+        let code = crate::device_filter::program_bytes(&rules);
+        let loaded = crate::sys::bpf::load_device_program(&code).map(drop);
+        return with_device_program(f, loaded);
+    }
+    f
+}
+
+/// The host's cgroups and controllers only, without the device program
+/// check (what every create asks; a create whose device program the kernel
+/// refuses fails on its own).
+pub fn gather_controllers() -> Fingerprint {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").ok();
     // SAFETY: geteuid has no preconditions.

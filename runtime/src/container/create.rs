@@ -67,7 +67,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         // Found once per process: the host's controllers do not come and go
         // under a running shim or daemon.
         static WARNING: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-        let warning = WARNING.get_or_init(|| crate::fingerprint::gather().resource_warning());
+        let warning =
+            WARNING.get_or_init(|| crate::fingerprint::gather_controllers().resource_warning());
         if let Some(w) = warning.clone() {
             plan.cgroup.resources = None;
             plan.warnings.push(w);
