@@ -35,6 +35,9 @@ pub struct Plan {
     pub chroot: Option<crate::driver::ChrootPlan>,
     /// What the front end should tell the user (policy adjustments, ...).
     pub warnings: Vec<String>,
+    /// The init gets a session keyring of its own (runc's default; off with
+    /// `--no-new-keyring`): keys of whoever started the runtime stay theirs.
+    pub new_session_keyring: bool,
 }
 
 /// The container's root filesystem.
@@ -364,6 +367,8 @@ fn push_rule(rules: &mut Vec<DeviceRule>, r: DeviceRule) {
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub no_pivot: bool,
+    /// `--no-new-keyring`: the init keeps the caller's session keyring.
+    pub no_new_keyring: bool,
     /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`.
     pub systemd_cgroup: bool,
     /// The driver's options (config.toml).
@@ -377,6 +382,7 @@ impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             no_pivot: false,
+            no_new_keyring: false,
             systemd_cgroup: false,
             driver: crate::config::DriverConfig::default(),
             state_root: PathBuf::from("/run/isoexec"),
@@ -579,6 +585,7 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         annotations,
         chroot,
         warnings,
+        new_session_keyring: !opts.no_new_keyring,
     })
 }
 

@@ -554,3 +554,81 @@ fn layout_symlinks_in_the_root_cannot_reach_the_host() {
     assert_eq!(mode, 0o700);
     assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0);
 }
+
+/// Puts this test thread in a new session keyring holding a `user` key
+/// named `name`, as an operator's login session holds its secrets; the
+/// runtimes it starts inherit that keyring. Returns the key's id.
+fn session_key(name: &str, secret: &str) -> i64 {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    let ty = std::ffi::CString::new("user").unwrap();
+    let desc = std::ffi::CString::new(name).unwrap();
+    // SAFETY: keyctl and add_key with valid NUL-terminated strings and a
+    // live payload; the keyring changes this thread's credentials only.
+    unsafe {
+        assert!(
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_JOIN_SESSION_KEYRING,
+                std::ptr::null::<libc::c_char>()
+            ) > 0
+        );
+        let id = libc::syscall(
+            libc::SYS_add_key,
+            ty.as_ptr(),
+            desc.as_ptr(),
+            secret.as_ptr(),
+            secret.len(),
+            KEY_SPEC_SESSION_KEYRING,
+        );
+        assert!(id > 0, "add_key: {}", std::io::Error::last_os_error());
+        id
+    }
+}
+
+#[test]
+fn tasks_cannot_read_the_operators_session_keys() {
+    // The attack: a task (root, or any user, through possession) reads the
+    // keys of the session that started the runtime: an operator's shell,
+    // containerd, isoexecd. runc gives each container a new session keyring.
+    let iso = Isoexec::new();
+    let name = unique("isoexec-secret");
+    session_key(&name, "s3cret-payload");
+    // The test can fail: a process that keeps the session reads the key.
+    let host = std::process::Command::new("keyctl")
+        .args(["request", "user", &name])
+        .output()
+        .expect("keyctl (make test installs keyutils)");
+    assert!(
+        host.status.success(),
+        "the operator's own shell finds its key"
+    );
+
+    let script = format!(
+        "keyctl request user {name} && echo found; keyctl pipe %user:{name} || echo unreadable"
+    );
+    let b = Bundle::empty(&sh(&script), |c| {
+        c["process"]["user"] = json!({"uid": 0, "gid": 0})
+    });
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "unreadable\n", "{err}");
+
+    // Nor through exec into a running task.
+    let b = Bundle::empty(&["sleep", "1000"], |c| {
+        c["process"]["user"] = json!({"uid": 0, "gid": 0})
+    });
+    let id = unique("keys");
+    iso.start_detached(&b, &id);
+    let o = iso.run(&["exec", &id, "sh", "-c", &script]);
+    assert_eq!(stdout(&o), "unreadable\n", "{}", stderr(&o));
+    iso.ok(&["delete", "--force", &id]);
+
+    // --no-new-keyring keeps the caller's keyring, as runc's does.
+    let b = Bundle::empty(&sh(&script), |c| {
+        c["process"]["user"] = json!({"uid": 0, "gid": 0})
+    });
+    let (out, err, code) = iso.run_bundle(&b, &["--no-new-keyring"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("found\ns3cret-payload"), "{out}{err}");
+}

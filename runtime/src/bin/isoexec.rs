@@ -73,7 +73,8 @@ struct CreateArgs {
     /// MS_MOVE + chroot instead of pivot_root (root on a ramdisk).
     #[arg(long)]
     no_pivot: bool,
-    /// Accepted and ignored (runc compatibility).
+    /// Keep the caller's session keyring (by default the container's init
+    /// gets a new one, as with runc).
     #[arg(long)]
     no_new_keyring: bool,
     /// Pass descriptors 3..3+N to the container.
@@ -476,6 +477,7 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> Result<CreateOptions> {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
         systemd_cgroup: cli.systemd_cgroup,
         preserve_fds: a.preserve_fds,
         driver: DriverConfig::load(cli.config.as_deref())?,

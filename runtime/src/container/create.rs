@@ -26,6 +26,8 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
+    /// `--no-new-keyring`: the init keeps the caller's session keyring.
+    pub no_new_keyring: bool,
     pub systemd_cgroup: bool,
     pub preserve_fds: i32,
     /// The driver's options (config.toml).
@@ -55,6 +57,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         &spec,
         &PlanOptions {
             no_pivot: opts.no_pivot,
+            no_new_keyring: opts.no_new_keyring,
             systemd_cgroup: opts.systemd_cgroup,
             driver: opts.driver.clone(),
             state_root: opts.root.clone(),

@@ -94,6 +94,9 @@ fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
             ))
         })?;
     }
+    if plan.new_session_keyring {
+        process::join_new_session_keyring()?;
+    }
     // A cgroup namespace made now is rooted at the container's cgroup.
     if plan.namespaces.creates(NsKind::Cgroup) {
         unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
@@ -209,6 +212,8 @@ fn exec_setup(args: &ExecArgs) -> Result<Exec> {
         setns(fd.as_fd(), kind.clone_flag())
             .ctx(|| format!("joining the container's {} namespace", kind.proc_name()))?;
     }
+    // Never the caller's keys (an operator's shell, containerd, isoexecd).
+    process::join_new_session_keyring()?;
     nix::unistd::fchdir(&args.root).ctx(|| "entering the container's root".into())?;
     nix::unistd::chroot(".").ctx(|| "chroot to the container's root".into())?;
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;

@@ -278,3 +278,27 @@ pub fn setup_terminal(console: RawFd, size: Option<(u16, u16)>) -> Result<()> {
     drop(master);
     Ok(())
 }
+
+/// Replaces the caller's session keyring with a new, anonymous one, so a
+/// container never reads or links the keys of whoever started the runtime,
+/// nor another container's (an anonymous keyring cannot be joined by name
+/// from outside: its owner has no search permission on it). A kernel
+/// without keyrings (ENOSYS) has nothing to leak.
+pub fn join_new_session_keyring() -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a NULL name asks for a new anonymous keyring.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(Error::sys("joining a new session keyring", e));
+        }
+    }
+    Ok(())
+}
