@@ -14,8 +14,19 @@ mount -t tmpfs -o mode=1777 shm /dev/shm
 mount -t mqueue mqueue /dev/mqueue
 # An overlayfs upper dir cannot live on overlayfs: the tests' own overlays
 # (chroot_mode = "overlay") and containerd's snapshots need real tmpfs.
+# The project (where this script is, target/v2-guest/run.N/) may itself be
+# under /tmp or /run: keep it visible there through a view of the root.
+project=$(cd "$run/../../.." && pwd)
+mkdir -p /.v2-host
+mount --bind / /.v2-host
 mount -t tmpfs -o mode=1777 tmp /tmp
 mount -t tmpfs -o mode=0755 run /run
+case "$project" in
+/tmp/* | /run/*)
+    mkdir -p "$project"
+    mount --bind "/.v2-host$project" "$project"
+    ;;
+esac
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
