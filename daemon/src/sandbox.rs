@@ -39,12 +39,8 @@ impl Layout {
     }
 }
 
-/// Writes `bytes` to `path` atomically (a crash leaves the old or the new).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, path)
-}
+// Records are written atomically (a crash leaves the old or the new), 0600.
+use runtime::container::write_private as write_atomic;
 
 pub fn save_sandbox(l: &Layout, s: &Sandbox) -> std::io::Result<()> {
     write_atomic(&l.sandbox_dir(&s.id).join("sandbox.pb"), &s.encode_to_vec())

@@ -644,7 +644,8 @@ impl RuntimeService for Arc<Daemon> {
         };
         let text =
             serde_json::to_vec_pretty(&oci).map_err(|e| undo(internal("the task's spec", e)))?;
-        std::fs::write(bundle.join("config.json"), text)
+        // The spec holds the task's environment: root's alone.
+        runtime::container::write_private(&bundle.join("config.json"), &text)
             .map_err(|e| undo(internal("writing config.json", e)))?;
         let created = self
             .sup

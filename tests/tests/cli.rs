@@ -1126,3 +1126,38 @@ fn systemd_cgroup_path_form() {
         }
     }
 }
+
+#[test]
+fn state_is_readable_by_root_only() {
+    // The attack: any host user reads a task's environment (its secrets)
+    // from the runtime's state. Roots are 0700, state files 0600.
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&["sleep", "1000"], |c| {
+        c["process"]["env"] = json!(["PATH=/bin", "API_TOKEN=hunter2-secret"]);
+    });
+    let id = unique("secret");
+    iso.start_detached(&b, &id);
+    let dir = iso.state_dir(&id);
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!(mode(dir.parent().unwrap()), 0o700);
+    assert_eq!(mode(&dir), 0o700);
+    let state = dir.join("state.json");
+    assert!(std::fs::read_to_string(&state)
+        .unwrap()
+        .contains("hunter2-secret"));
+    assert_eq!(mode(&state), 0o600);
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && !stdout(&o).contains("hunter2"),
+        "{}",
+        stdout(&o)
+    );
+    iso.ok(&["delete", "--force", &id]);
+}

@@ -1094,6 +1094,30 @@ fn isoexecctl_drives_the_api_from_a_shell() {
         serde_json::from_str(&ok(&["-o", "json", "task", "status", "cli.web"])).expect("json");
     assert_eq!(j["state"], "running");
     assert_eq!(j["config"]["env"]["WHO"], "cli");
+    // The task's spec (its environment) and every record are root's alone:
+    // any host user could read them before.
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).expect("stat").permissions())
+            & 0o7777
+    };
+    assert_eq!(mode(&d.state()), 0o700);
+    let mut files = vec![d.state()];
+    let mut specs = 0;
+    while let Some(p) = files.pop() {
+        // Not the tasks' own files (their directories and /alloc).
+        if p.is_dir() && !p.ends_with("rootfs") && !p.ends_with("alloc") {
+            files.extend(
+                std::fs::read_dir(&p)
+                    .expect("read_dir")
+                    .map(|e| e.expect("entry").path()),
+            );
+        } else if p.is_file() && !p.ends_with("netns") {
+            // (netns is the sandbox's namespace, bind-mounted from nsfs.)
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            specs += usize::from(p.ends_with("config.json"));
+        }
+    }
+    assert_eq!(specs, 1, "the task's config.json was seen");
     let j: serde_json::Value =
         serde_json::from_str(&ok(&["sandbox", "ls", "--label", "team=a", "-o", "json"]))
             .expect("json");

@@ -62,7 +62,7 @@ async fn serve(args: Args) -> Result<(), String> {
         // A bad config file is an error now, not at the first task.
         runtime::config::DriverConfig::load(Some(path)).map_err(|e| e.to_string())?;
     }
-    std::fs::create_dir_all(&args.state_dir)
+    runtime::container::private_dir_all(&args.state_dir)
         .map_err(|e| format!("creating the state dir {}: {e}", args.state_dir.display()))?;
     let daemon = Daemon::new(Options {
         state: args.state_dir.clone(),

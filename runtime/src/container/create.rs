@@ -84,10 +84,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         ));
     }
 
-    std::fs::create_dir_all(&opts.root)
+    super::private_dir_all(&opts.root)
         .ctx(|| format!("creating state root {}", opts.root.display()))?;
     let dir = opts.root.join(&opts.id);
-    match std::fs::create_dir(&dir) {
+    match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&dir)
+    {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(Error::AlreadyExists(opts.id.clone()))

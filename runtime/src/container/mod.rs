@@ -243,11 +243,40 @@ pub fn list(root: &Path) -> Result<Vec<(String, Option<Container>)>> {
     Ok(out)
 }
 
-/// Writes `path` atomically (temp file + rename).
+/// Writes `path` atomically (temp file + rename), readable by root only:
+/// state holds the process's environment, often with secrets.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_private(path, data).ctx(|| format!("writing {}", path.display()))
+}
+
+/// Writes a runtime's own file (state, specs, records) atomically with mode
+/// 0600. Not for paths a task can reach.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).ctx(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).ctx(|| format!("renaming to {}", path.display()))
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    // A temp file left by a crash keeps its old mode: set it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(data)?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// Creates a runtime's state directory and its missing parents with mode
+/// 0700, and makes an existing one 0700: only root looks inside.
+pub fn private_dir_all(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Now as RFC 3339 UTC with nanoseconds, as runc writes `created`.
