@@ -67,6 +67,19 @@ impl CgroupManager {
         devices: &[DeviceRule],
     ) -> Result<Self> {
         let cg = handle(path).map_err(|e| cg_err(path, e))?;
+        // An existing cgroup with processes is someone else's: putting the
+        // task there would make delete (or this create's undo) kill them.
+        let mut others: Vec<u64> = cg.procs().into_iter().map(|p| p.pid).collect();
+        if !others.is_empty() {
+            others.sort_unstable();
+            others.dedup();
+            return Err(Error::invalid(
+                "linux.cgroupsPath",
+                format!(
+                    "cgroup {path} already holds processes {others:?}: give the container a new or empty cgroup"
+                ),
+            ));
+        }
         cg.create().map_err(|e| cg_err(path, e))?;
         let mgr = CgroupManager {
             cg,

@@ -1161,3 +1161,53 @@ fn state_is_readable_by_root_only() {
     );
     iso.ok(&["delete", "--force", &id]);
 }
+
+#[test]
+fn an_occupied_cgroup_is_refused_and_its_processes_untouched() {
+    // The hazard: a cgroupsPath naming a cgroup that holds someone else's
+    // processes. Taken as the container's, delete (or a failed create's
+    // undo) would SIGKILL them. runc 1.2 refuses it; so does isoexec.
+    let iso = Isoexec::new();
+    let path = format!("/{}", unique("isoexec-occupied"));
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let pid = bystander.id().to_string();
+    let controllers: &[&str] = if cgroup_v2() {
+        &[""]
+    } else {
+        &[
+            "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
+        ]
+    };
+    for c in controllers {
+        let d = cgroup_dir(c, &path);
+        std::fs::create_dir_all(&d).unwrap();
+        if *c == "cpuset" {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                let v = std::fs::read_to_string(cgroup_dir(c, "/").join(f)).unwrap();
+                std::fs::write(d.join(f), v.trim()).unwrap();
+            }
+        }
+        std::fs::write(d.join("cgroup.procs"), &pid).unwrap();
+    }
+    let b = Bundle::busybox(&["true"], |c| c["linux"]["cgroupsPath"] = json!(path));
+    let id = unique("occupied");
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("linux.cgroupsPath")
+            && e.contains("already holds processes")
+            && e.contains(&pid),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    assert!(alive(bystander.id() as i32), "the bystander was killed");
+    assert!(cgroup_dir(controllers[0], &path).exists());
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+    for c in controllers {
+        let d = cgroup_dir(c, &path);
+        assert!(eventually(5, || std::fs::remove_dir(&d).is_ok() || !d.exists()));
+    }
+}
