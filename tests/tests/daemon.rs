@@ -1256,3 +1256,45 @@ fn generic_grpc_tools_discover_the_api_by_reflection_on_a_private_socket() {
         );
     });
 }
+
+#[test]
+fn a_created_task_holds_none_of_the_daemons_descriptors() {
+    // The hazard: the init of a created (not started) task, forked from
+    // isoexecd, kept the daemon's listening socket and client connections,
+    // so after a SIGKILL of the daemon a new one found its socket "in use".
+    let mut d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    let t = rt.block_on(async {
+        sandbox(&mut c, "fd", NetworkMode::Host).await;
+        create(&mut c, "fd", "waiting", sh("exit 5"))
+            .await
+            .expect("create")
+    });
+    drop(c);
+    // The init holds its standard I/O and the start fifo, nothing else.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", t.pid))
+        .expect("the init's fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(!fds.iter().any(|f| f.starts_with("socket:")), "{fds:?}");
+    if let Some(mut child) = d.child.take() {
+        child.kill().expect("SIGKILL isoexecd");
+        let _ = child.wait();
+    }
+    d.spawn();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        let t = c
+            .start_task(StartTaskRequest {
+                task_id: t.id.clone(),
+            })
+            .await
+            .expect("start after the restart")
+            .into_inner()
+            .task
+            .expect("task");
+        assert!(t.pid > 0);
+    });
+}

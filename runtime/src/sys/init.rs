@@ -42,6 +42,11 @@ pub fn init_main(args: InitArgs) -> ! {
             if args.sync.send(msg::READY, b"").is_err() {
                 std::process::exit(1);
             }
+            // Nothing more goes to the runtime: a waiting init holds no
+            // socket of the process that made it. (This process never
+            // returns, so the socket's owner does not close it again.)
+            // SAFETY: closing a descriptor this process owns.
+            unsafe { libc::close(args.sync.raw()) };
             // Blocks until `start` writes; the runtime is gone by then.
             let mut b = [0u8; 1];
             loop {
@@ -63,12 +68,20 @@ pub fn init_main(args: InitArgs) -> ! {
     }
 }
 
+/// Closes what the child inherited from its parent but does not need:
+/// everything but its sync socket, console and the descriptors passed
+/// through (`--preserve-fds`, 3..3+N). Standard I/O is in place by then.
+fn close_inherited(sync: &sys::SyncSocket, console: Option<RawFd>, preserve: i32) {
+    sys::close_all_but(3 + preserve.max(0), &[sync.raw(), console.unwrap_or(-1)]);
+}
+
 fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
     let plan = args.plan;
     nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
     if let Some(fds) = args.stdio {
         sys::set_stdio(fds).ctx(|| "standard input/output".into())?;
     }
+    close_inherited(args.sync, args.console, args.preserve_fds);
     crate::debug::phase("init: joining cgroup");
     sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
     crate::debug::phase("init: namespaces");
@@ -217,6 +230,10 @@ fn exec_setup(args: &ExecArgs) -> Result<Exec> {
     nix::unistd::fchdir(&args.root).ctx(|| "entering the container's root".into())?;
     nix::unistd::chroot(".").ctx(|| "chroot to the container's root".into())?;
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    // The namespaces and the root are entered: nothing else inherited from
+    // the runtime (a server's sockets) stays open. The process never
+    // returns, so no owner closes them again.
+    close_inherited(args.sync, args.console, args.preserve_fds);
     if args.process.terminal {
         let console = args
             .console

@@ -65,6 +65,44 @@ pub unsafe fn clone_fork_in(
     r.map_err(Into::into)
 }
 
+/// Closes every descriptor from `from` up but those in `keep` (at most 8,
+/// any order; negative ones are ignored): a child forked from a server
+/// (the shim, isoexecd) must not hold the server's listening socket and
+/// connections while it waits for `start`. Allocation-free, for the child
+/// of a fork.
+pub fn close_all_but(from: RawFd, keep: &[RawFd]) {
+    let mut k = [RawFd::MAX; 8];
+    let n = keep.len().min(8);
+    k[..n].copy_from_slice(&keep[..n]);
+    k.sort_unstable();
+    let mut lo = from.max(3);
+    for fd in k {
+        if fd < lo {
+            continue;
+        }
+        if fd > lo {
+            close_range(lo as u32, (fd - 1) as u32);
+        }
+        if fd == RawFd::MAX {
+            return;
+        }
+        lo = fd + 1;
+    }
+}
+
+fn close_range(lo: u32, hi: u32) {
+    // SAFETY: close_range(2) on descriptors this process owns.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) };
+    if r != 0 {
+        // Before Linux 5.9: one by one, up to the descriptor limit.
+        let max = u32::try_from(unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }).unwrap_or(1024);
+        for fd in lo..=hi.min(max) {
+            // SAFETY: as above.
+            unsafe { libc::close(fd as RawFd) };
+        }
+    }
+}
+
 /// Makes `fds` the process's standard input, output and error.
 pub fn set_stdio(fds: [RawFd; 3]) -> std::io::Result<()> {
     for (target, fd) in fds.into_iter().enumerate() {
@@ -89,6 +127,10 @@ pub mod msg {
 }
 
 impl SyncSocket {
+    pub fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
     pub fn pair() -> nix::Result<(SyncSocket, SyncSocket)> {
         let (a, b) = socket::socketpair(
             AddressFamily::Unix,
