@@ -887,6 +887,8 @@ fn assemble(
         sandbox: None,
         alloc_host: dir.join("alloc"),
         overlay_dir: dir.join("overlay"),
+        // As users run it: the default secrets hidden.
+        hide: runtime::config::DriverConfig::default().chroot_env_hide,
     };
     std::fs::create_dir_all(&dir).unwrap();
     let (r, w) = nix::unistd::pipe().unwrap();

@@ -63,6 +63,27 @@ pub const DEFAULT_CHROOT_ENV: [&str; 9] = [
     "/run/systemd/resolve",
 ];
 
+/// Host files a task never sees through its chroot_env, by default: the
+/// secrets a careful operator keeps out of `/etc` (Nomad's chroot_env
+/// includes all of `/etc`, so a task running as root reads them). `*` and
+/// `?` match within one path component.
+pub const DEFAULT_CHROOT_ENV_HIDE: [&str; 14] = [
+    "/etc/shadow*",
+    "/etc/gshadow*",
+    "/etc/security/opasswd",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private",
+    "/etc/krb5.keytab",
+    "/etc/ipsec.secrets",
+    "/etc/ppp/*-secrets",
+    "/etc/wireguard",
+    "/etc/NetworkManager/system-connections",
+    "/etc/isoexec",
+    "/etc/containerd",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NsMode {
     Private,
@@ -174,6 +195,9 @@ pub struct DriverConfig {
     /// (host path, task path), in mount order (parents first).
     pub chroot_env: Vec<(PathBuf, PathBuf)>,
     pub chroot_mode: ChrootMode,
+    /// Host paths (globs) left out of every chroot_env: masked in bind and
+    /// overlay modes, not copied in link mode.
+    pub chroot_env_hide: Vec<String>,
     /// The file it came from, if any (for messages).
     pub source: Option<PathBuf>,
 }
@@ -197,6 +221,7 @@ struct RawConfig {
     denied_host_gids: Option<String>,
     chroot_env: Option<BTreeMap<String, String>>,
     chroot_mode: Option<String>,
+    chroot_env_hide: Option<Vec<String>>,
 }
 
 /// Parses a capability name: case-insensitive, with or without `cap_`.
@@ -310,6 +335,22 @@ impl DriverConfig {
         let chroot_mode = raw.chroot_mode.map_or(Ok(ChrootMode::Bind), |v| {
             ChrootMode::parse("chroot_mode", &v).map_err(err)
         })?;
+        let chroot_env_hide = match raw.chroot_env_hide {
+            None => DEFAULT_CHROOT_ENV_HIDE
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            Some(list) => {
+                for p in &list {
+                    if !p.starts_with('/') || p.split('/').any(|c| c == "..") || p == "/" {
+                        return Err(err(format!(
+                            "chroot_env_hide: {p:?} must be an absolute host path (globs * and ? allowed), without \"..\""
+                        )));
+                    }
+                }
+                list
+            }
+        };
         Ok(DriverConfig {
             default_pid_mode: mode("default_pid_mode", raw.default_pid_mode)?,
             default_ipc_mode: mode("default_ipc_mode", raw.default_ipc_mode)?,
@@ -319,6 +360,7 @@ impl DriverConfig {
             denied_host_gids: ids("denied_host_gids", raw.denied_host_gids)?,
             chroot_env: sort_parents_first(chroot_env),
             chroot_mode,
+            chroot_env_hide,
             source: None,
         })
     }

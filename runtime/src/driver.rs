@@ -41,6 +41,32 @@ pub struct ChrootPlan {
     pub alloc_host: PathBuf,
     /// Where overlay mode keeps the task's upper layers.
     pub overlay_dir: PathBuf,
+    /// Host paths (globs) kept out of the task (`chroot_env_hide`).
+    pub hide: Vec<String>,
+}
+
+/// Whether `name` (one path component) matches `pattern`: `*` is any run of
+/// characters, `?` any one. Pure.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// Host directory of a sandbox's shared files, below the state root.
@@ -99,6 +125,7 @@ pub fn chroot_plan(
         sandbox,
         alloc_host,
         overlay_dir: state_root.join(id).join("overlay"),
+        hide: driver.chroot_env_hide.clone(),
     }))
 }
 

@@ -250,3 +250,46 @@ fn cpu_range_form() {
     assert_eq!(cpu_ranges(&[7]), "7");
     assert_eq!(cpu_ranges(&[]), "");
 }
+
+#[test]
+fn glob_patterns_match_one_component() {
+    assert!(glob_match("shadow*", "shadow"));
+    assert!(glob_match("shadow*", "shadow-"));
+    assert!(!glob_match("shadow*", "gshadow"));
+    assert!(glob_match("ssh_host_*_key", "ssh_host_ed25519_key"));
+    assert!(!glob_match("ssh_host_*_key", "ssh_host_ed25519_key.pub"));
+    assert!(glob_match("*-secrets", "chap-secrets"));
+    assert!(glob_match("a?c", "abc"));
+    assert!(!glob_match("a?c", "ac"));
+    assert!(glob_match("*", ""));
+    assert!(glob_match("**x", "abx"));
+    assert!(!glob_match("sudoers", "sudoers.d"));
+}
+
+#[test]
+fn secrets_are_hidden_by_default_and_configurable() {
+    let p = plan_with("", |_| {}).unwrap();
+    let hide = p.chroot.unwrap().hide;
+    for s in [
+        "/etc/shadow*",
+        "/etc/gshadow*",
+        "/etc/sudoers",
+        "/etc/sudoers.d",
+        "/etc/ssh/ssh_host_*_key",
+    ] {
+        assert!(hide.contains(&s.to_string()), "{s} in {hide:?}");
+    }
+    let p = plan_with("chroot_env_hide = []", |_| {}).unwrap();
+    assert!(p.chroot.unwrap().hide.is_empty());
+    let p = plan_with("chroot_env_hide = [\"/srv/keys/*.pem\"]", |_| {}).unwrap();
+    assert_eq!(p.chroot.unwrap().hide, ["/srv/keys/*.pem"]);
+    for bad in ["\"etc/shadow\"", "\"/etc/../root\"", "\"/\""] {
+        let e = DriverConfig::parse(Path::new("/c.toml"), &format!("chroot_env_hide = [{bad}]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/c.toml") && e.contains("chroot_env_hide"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -632,3 +632,60 @@ fn tasks_cannot_read_the_operators_session_keys() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("found\ns3cret-payload"), "{out}{err}");
 }
+
+#[test]
+fn host_secrets_stay_out_of_the_chroot_env_in_every_mode() {
+    // The attack: the default chroot_env has all of /etc (as Nomad's does),
+    // so a task running as root reads /etc/shadow. chroot_env_hide keeps
+    // the host's secrets out: masked (bind, overlay), never copied (link).
+    let host = host_tree();
+    std::fs::write(host.path().join("secret.pem"), "PRIVATE KEY\n").unwrap();
+    std::fs::write(host.path().join("secret-2.pem"), "PRIVATE KEY\n").unwrap();
+    let shadow = std::fs::read("/etc/shadow").expect("the host has /etc/shadow");
+    assert!(!shadow.is_empty());
+    let root = |c: &mut serde_json::Value| c["process"]["user"] = json!({"uid": 0, "gid": 0});
+    let script = "wc -c < /etc/shadow; wc -c < /etc/gshadow; wc -c < /data/secret.pem; \
+                  wc -c < /data/secret-2.pem; cat /data/file; grep -c root /etc/passwd";
+    for mode in ["bind", "overlay"] {
+        let cfg = format!(
+            "chroot_mode = \"{mode}\"\nchroot_env_hide = [\"/etc/shadow*\", \"/etc/gshadow*\", \"{0}/secret*.pem\"]\n\
+             [chroot_env]\n\"/usr\" = \"/usr\"\n\"/bin\" = \"/bin\"\n\"/lib\" = \"/lib\"\n\"/lib64\" = \"/lib64\"\n\
+             \"/etc\" = \"/etc\"\n\"{0}\" = \"/data\"\n",
+            host.path().display()
+        );
+        let iso = Isoexec::with_config(&cfg);
+        let b = Bundle::empty(&sh(script), root);
+        let (out, err, code) = iso.run_bundle(&b, &[]);
+        assert_eq!(code, 0, "{mode}: {err}");
+        assert_eq!(out, "0\n0\n0\n0\nhost content\n1\n", "{mode}: {err}");
+    }
+    // Link mode (the driver's copy), on a small tree: the hidden files are
+    // never copied, the rest is.
+    let cfg = format!(
+        "chroot_mode = \"link\"\nchroot_env_hide = [\"{0}/secret*.pem\"]\n[chroot_env]\n\"{0}\" = \"/data\"\n",
+        host.path().display()
+    );
+    let iso = Isoexec::with_config(&cfg);
+    let b = Bundle::busybox(&sh("ls /data | sort | tr '\\n' ' '"), |c| {
+        c["annotations"] = json!({});
+        root(c);
+    });
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("secret"), "{out}");
+    assert!(out.contains("file") && out.contains("sub"), "{out}");
+    // The test can fail: with an empty list the task reads the host's file.
+    let cfg = "chroot_env_hide = []\n[chroot_env]\n\"/usr\" = \"/usr\"\n\"/bin\" = \"/bin\"\n\
+               \"/lib\" = \"/lib\"\n\"/lib64\" = \"/lib64\"\n\"/etc\" = \"/etc\"\n";
+    let iso = Isoexec::with_config(cfg);
+    let b = Bundle::empty(&sh("wc -c < /etc/shadow"), root);
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{}\n", shadow.len()));
+    // The host's files are as they were.
+    assert_eq!(std::fs::read("/etc/shadow").unwrap(), shadow);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("secret.pem")).unwrap(),
+        "PRIVATE KEY\n"
+    );
+}

@@ -48,10 +48,14 @@ pub struct Prepared {
     /// The task directory itself did not exist: removed (if empty) on delete.
     #[serde(default)]
     pub created_root: bool,
+    /// Paths in the root (host view) masked at mount time: what
+    /// `chroot_env_hide` matched under a bind or overlay entry.
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
 }
 
-/// Directories that must never be copied into a task (link mode walks the
-/// host): the task's own root and the runtime's state.
+/// What must never be copied into a task (link mode walks the host): the
+/// task's own root, the runtime's state, and what chroot_env_hide names.
 pub struct Skip<'a> {
     pub paths: &'a [&'a Path],
 }
@@ -115,7 +119,9 @@ fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepa
         .ctx(|| format!("creating {}", plan.alloc_host.display()))?;
 
     let root_canon = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let skip = [root_canon.as_path(), state_root];
+    let hidden_host = expand_hidden(&plan.hide);
+    let mut skip = vec![root_canon.as_path(), state_root];
+    skip.extend(hidden_host.iter().map(PathBuf::as_path));
     for (i, (host, task)) in plan.entries.iter().enumerate() {
         let meta = match fs::metadata(host) {
             Ok(m) => m,
@@ -156,6 +162,20 @@ fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepa
                 }
             }
         }
+        if plan.mode != ChrootMode::Link {
+            // Link mode never copied them; the others show the host's
+            // directory, so the matches are masked in the task.
+            // (A symlink shows only its name: what it points to is hidden
+            // where a pattern names it; a mount would follow it.)
+            for h in hidden_host
+                .iter()
+                .filter(|h| fs::symlink_metadata(h).is_ok_and(|m| !m.file_type().is_symlink()))
+            {
+                if let Ok(rel) = h.strip_prefix(host) {
+                    p.hidden.push(target.join(rel));
+                }
+            }
+        }
         p.entries.push(Entry {
             index: i,
             host: host.clone(),
@@ -163,6 +183,46 @@ fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepa
         });
     }
     Ok(())
+}
+
+/// The host paths `patterns` (chroot_env_hide) name now: each component
+/// matched with [`crate::driver::glob_match`] against the host's
+/// directory, never through a symlink (a hidden name that is a symlink is
+/// itself hidden, not what it points to).
+fn expand_hidden(patterns: &[String]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for pat in patterns {
+        let mut found = vec![PathBuf::from("/")];
+        for comp in pat.split('/').filter(|c| !c.is_empty()) {
+            let mut next = Vec::new();
+            for dir in &found {
+                if !comp.contains(['*', '?']) {
+                    let p = dir.join(comp);
+                    if fs::symlink_metadata(&p).is_ok() {
+                        next.push(p);
+                    }
+                    continue;
+                }
+                if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+                    continue;
+                }
+                let Ok(entries) = fs::read_dir(dir) else {
+                    continue;
+                };
+                let mut names: Vec<String> = entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| crate::driver::glob_match(comp, n))
+                    .collect();
+                names.sort();
+                next.extend(names.into_iter().map(|n| dir.join(n)));
+            }
+            found = next;
+        }
+        out.extend(found.into_iter().filter(|p| p != Path::new("/")));
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// mkdir -p, recording each directory it made (outermost first). The
@@ -207,6 +267,9 @@ fn file_recording(path: &Path, root: &Path, p: &mut Prepared) -> Result<()> {
 /// recreate symlinks, skip devices, sockets and fifos, and never descend
 /// into the task's root or the runtime's state.
 pub fn link_tree(src: &Path, dst: &Path, skip: &Skip) -> Result<()> {
+    if skip.paths.contains(&src) {
+        return Ok(());
+    }
     let meta = fs::symlink_metadata(src).ctx(|| format!("reading {}", src.display()))?;
     let ft = meta.file_type();
     if ft.is_symlink() {
@@ -218,9 +281,6 @@ pub fn link_tree(src: &Path, dst: &Path, skip: &Skip) -> Result<()> {
             _ => {}
         }
     } else if ft.is_dir() {
-        if skip.paths.contains(&src) {
-            return Ok(());
-        }
         match fs::create_dir(dst) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::sys(format!("mkdir {}", dst.display()), e))
@@ -305,6 +365,11 @@ pub fn mount_all(
                 bind_readonly(target, target).ctx(what)?;
             }
         }
+    }
+
+    // chroot_env_hide: what the entries would show of the host's secrets.
+    for h in &prepared.hidden {
+        super::rootfs::mask_path(h)?;
     }
 
     let at = |p: &str| resolve_in_root(root, Path::new(p)).ctx(|| p.to_string());

@@ -308,7 +308,7 @@ pub fn finish(plan: &Plan) -> Result<()> {
 
 /// Hides a path: /dev/null over a file, an empty read-only tmpfs over a
 /// directory. A path that does not exist needs no mask.
-fn mask_path(p: &Path) -> Result<()> {
+pub(crate) fn mask_path(p: &Path) -> Result<()> {
     let meta = match fs::metadata(p) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
