@@ -93,6 +93,15 @@ impl NsKind {
         }
     }
 
+    /// The name config.json gives it (`linux.namespaces[].type`).
+    pub fn oci_name(self) -> &'static str {
+        match self {
+            NsKind::Net => "network",
+            NsKind::Mount => "mount",
+            k => k.proc_name(),
+        }
+    }
+
     /// Every kind, in the order a process joins them (user first, so the
     /// others are joined with its privileges; mount last but pid, which only
     /// affects children).

@@ -1001,7 +1001,8 @@ fn joining_another_containers_namespaces() {
     let id = unique("badns");
     let e = iso.fails(&["create", "--bundle", bad.path().to_str().unwrap(), &id]);
     assert!(
-        e.contains("cannot open net namespace /proc/self/ns/nope"),
+        e.contains("linux.namespaces[network].path")
+            && e.contains("cannot open /proc/self/ns/nope: No such file"),
         "{e}"
     );
     assert!(!iso.state_dir(&id).exists());
@@ -1209,5 +1210,113 @@ fn an_occupied_cgroup_is_refused_and_its_processes_untouched() {
     for c in controllers {
         let d = cgroup_dir(c, &path);
         assert!(eventually(5, || std::fs::remove_dir(&d).is_ok() || !d.exists()));
+    }
+}
+
+#[test]
+fn a_namespace_path_must_be_a_namespace_of_its_kind() {
+    // The hazard: a linux.namespaces[].path naming a fifo made create hang
+    // forever (the init blocked opening it). Now refused before the init
+    // exists, as is a plain file or a namespace of another kind.
+    let iso = Isoexec::new();
+    let dir = TempDir::new("isoexec-ns");
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let cases = [
+        (fifo.display().to_string(), "network"),
+        (file.display().to_string(), "network"),
+        ("/proc/self/ns/uts".to_string(), "network"),
+        (fifo.display().to_string(), "pid"),
+    ];
+    for (path, kind) in cases {
+        let b = Bundle::busybox(&["true"], |c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != kind);
+            ns.push(json!({"type": kind, "path": path}));
+        });
+        let id = unique("ns");
+        let start = std::time::Instant::now();
+        let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "create hung"
+        );
+        assert!(
+            e.contains(&format!("linux.namespaces[{kind}].path"))
+                && e.contains(&format!("is not a {kind} namespace")),
+            "{path} as {kind}: {e}"
+        );
+        assert!(!iso.state_dir(&id).exists());
+        assert!(!cgroup_dir("pids", &format!("/isoexec/{id}")).exists());
+    }
+}
+
+#[test]
+fn delete_force_cleans_up_a_create_that_died() {
+    // A create killed while its init is still setting up (here: the init
+    // joined a frozen cgroup) left a state directory `list` showed as
+    // creating, which delete --force could not remove.
+    let iso = Isoexec::new();
+    let path = format!("/{}", unique("isoexec-frozen"));
+    let freezer = cgroup_dir("freezer", &path);
+    std::fs::create_dir_all(&freezer).unwrap();
+    if cgroup_v2() {
+        std::fs::write(freezer.join("cgroup.freeze"), "1").unwrap();
+    } else {
+        std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
+    }
+    let b = Bundle::busybox(&["true"], |c| c["linux"]["cgroupsPath"] = json!(path));
+    let id = unique("stuck");
+    let mut create = iso
+        .command()
+        .args(["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(10, || iso
+            .ok(&["list"])
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("creating"))),
+        "{}",
+        iso.ok(&["list"])
+    );
+    let procs = || std::fs::read_to_string(freezer.join("cgroup.procs")).unwrap_or_default();
+    assert!(
+        eventually(10, || !procs().trim().is_empty()),
+        "the init joined its cgroup"
+    );
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let stuck: Vec<i32> = procs()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(iso.state(&id)["status"], "creating");
+    let e = iso.fails(&["delete", &id]);
+    assert!(e.contains("delete --force"), "{e}");
+    iso.ok(&["delete", "--force", &id]);
+    assert!(!iso.state_dir(&id).exists());
+    assert!(
+        eventually(5, || stuck.iter().all(|p| !alive(*p))),
+        "{stuck:?}"
+    );
+    let controllers: &[&str] = if cgroup_v2() {
+        &[""]
+    } else {
+        &[
+            "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
+        ]
+    };
+    for c in controllers {
+        let d = cgroup_dir(c, &path);
+        assert!(
+            eventually(5, || !d.exists() || std::fs::remove_dir(&d).is_ok()),
+            "{}",
+            d.display()
+        );
     }
 }

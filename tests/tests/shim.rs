@@ -260,7 +260,11 @@ fn run_rm_runs_a_host_binary_with_no_image() {
     let o = ctd.run(
         &["--rm"],
         "hello",
-        &["sh", "-c", "echo hi; ls /usr/bin/env; wc -c < /etc/shadow; exit 3"],
+        &[
+            "sh",
+            "-c",
+            "echo hi; ls /usr/bin/env; wc -c < /etc/shadow; exit 3",
+        ],
     );
     // ctr's task runs as root: the host's /etc/shadow is hidden from it
     // (chroot_env_hide), the rest of /etc is there.
@@ -532,10 +536,8 @@ fn terminal_session() {
 #[test]
 fn containerd_restart_keeps_the_task() {
     let mut ctd = Containerd::start();
-    assert!(ctd
-        .run(&["-d"], "keep", &["sleep", "1000"])
-        .status
-        .success());
+    let o = ctd.run(&["-d"], "keep", &["sleep", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let shims = ctd.shims();
     assert_eq!(shims.len(), 1);
     ctd.restart();

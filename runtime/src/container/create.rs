@@ -117,12 +117,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         }
         None => None,
     };
-    let init = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
-
-    let state = State {
+    let mut state = State {
         id: opts.id.clone(),
-        pid: init.as_raw(),
-        start_time: sys::process_start_time(init.as_raw()).unwrap_or(0),
+        // 0 until the init exists: "creating", and what delete --force
+        // needs (the cgroup, what the root assembly made) if this process
+        // dies before it finishes.
+        pid: 0,
+        start_time: 0,
         bundle: bundle.clone(),
         rootfs: plan.root.path.clone(),
         created: super::rfc3339_now(),
@@ -136,11 +137,18 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             p
         },
         seccomp: plan.process.seccomp.clone(),
-        chroot: prepared,
+        chroot: prepared.clone(),
         sandbox: plan.chroot.as_ref().and_then(|c| c.sandbox.clone()),
     };
-    let json = serde_json::to_vec(&state).map_err(|e| Error::Init(e.to_string()))?;
-    write_atomic(&dir.join(STATE_FILE), &json)?;
+    let save = |state: &State| {
+        let json = serde_json::to_vec(state).map_err(|e| Error::Init(e.to_string()))?;
+        write_atomic(&dir.join(STATE_FILE), &json)
+    };
+    save(&state)?;
+    let init = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
+    state.pid = init.as_raw();
+    state.start_time = sys::process_start_time(init.as_raw()).unwrap_or(0);
+    save(&state)?;
     if let Some(p) = &opts.pid_file {
         write_atomic(p, init.as_raw().to_string().as_bytes())
             .map_err(|e| Error::InvalidArgument(format!("--pid-file {}: {e}", p.display())))?;
@@ -152,6 +160,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         warnings: plan.warnings,
     })
 }
+
+/// How long a container's init may take to set itself up.
+const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn spawn(
     opts: &CreateOptions,
@@ -194,10 +205,17 @@ fn spawn(
         .iter()
         .find(|(k, _)| *k == NsKind::Pid)
         .map(|(_, p)| p.clone());
+    // Every namespace to join is checked here, where an error is plain: a
+    // fifo or a file of the wrong kind is refused before the init exists.
+    for (kind, path) in &plan.namespaces.join {
+        sys::open_namespace(path, *kind).map_err(|e| {
+            Error::invalid(format!("linux.namespaces[{}].path", kind.oci_name()), e)
+        })?;
+    }
     let pid_ns = match &join_pid {
         Some(path) => Some(
-            std::fs::File::open(path)
-                .ctx(|| format!("opening pid namespace {}", path.display()))?,
+            sys::open_namespace(path, NsKind::Pid)
+                .map_err(|e| Error::invalid("linux.namespaces[pid].path", e))?,
         ),
         None => None,
     };
@@ -234,10 +252,15 @@ fn spawn(
     drop(child_end);
     drop(console);
 
-    match parent_end
-        .recv()
-        .ctx(|| "waiting for the container init".into())?
-    {
+    // Bounded: an init stuck in its set-up is killed (by the undo) and
+    // the create fails, rather than hanging its caller.
+    match parent_end.recv_within(INIT_TIMEOUT).map_err(|e| match e {
+        nix::errno::Errno::ETIMEDOUT => Error::Init(format!(
+            "the container init did not finish its set-up within {} s",
+            INIT_TIMEOUT.as_secs()
+        )),
+        e => Error::sys("waiting for the container init", std::io::Error::from(e)),
+    })? {
         Some((msg::READY, _)) => {
             crate::debug::phase("create: init ready");
             Ok(child)

@@ -15,6 +15,9 @@ pub fn delete(c: &Container, force: bool) -> Result<()> {
         Status::Stopped => {}
         // A created container has run nothing of the user's: runc deletes it too.
         Status::Created => kill_init(c)?,
+        // Its create died before the init was known (no pid to signal):
+        // whatever it started is in its cgroup, which destroy empties.
+        Status::Creating if force => {}
         _ if force => kill_init(c)?,
         s => return Err(c.wrong_state(s, "stop it first or use delete --force")),
     }

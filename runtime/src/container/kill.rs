@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 pub fn kill(c: &Container, signal: Signal, all: bool) -> Result<()> {
     let status = c.status();
-    if status == Status::Stopped {
+    if status == Status::Stopped || status == Status::Creating {
         return Err(c.wrong_state(status, "container not running"));
     }
     let pids = if all {

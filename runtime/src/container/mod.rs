@@ -145,7 +145,9 @@ impl Container {
     }
 
     pub fn status(&self) -> Status {
-        if !self.init_alive() {
+        if self.state.pid <= 0 {
+            Status::Creating
+        } else if !self.init_alive() {
             Status::Stopped
         } else if self.dir.join(EXEC_FIFO).exists() {
             Status::Created

@@ -46,7 +46,7 @@ pub fn init_main(args: InitArgs) -> ! {
             // socket of the process that made it. (This process never
             // returns, so the socket's owner does not close it again.)
             // SAFETY: closing a descriptor this process owns.
-            unsafe { libc::close(args.sync.raw()) };
+            unsafe { libc::close(args.sync.fd()) };
             // Blocks until `start` writes; the runtime is gone by then.
             let mut b = [0u8; 1];
             loop {
@@ -72,7 +72,7 @@ pub fn init_main(args: InitArgs) -> ! {
 /// everything but its sync socket, console and the descriptors passed
 /// through (`--preserve-fds`, 3..3+N). Standard I/O is in place by then.
 fn close_inherited(sync: &sys::SyncSocket, console: Option<RawFd>, preserve: i32) {
-    sys::close_all_but(3 + preserve.max(0), &[sync.raw(), console.unwrap_or(-1)]);
+    sys::close_all_but(3 + preserve.max(0), &[sync.fd(), console.unwrap_or(-1)]);
 }
 
 fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
@@ -90,14 +90,7 @@ fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
         if *kind == NsKind::Pid {
             continue; // joined by the runtime before the fork
         }
-        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
-            Error::Init(format!(
-                "cannot open {} namespace {}: {}",
-                kind.proc_name(),
-                path.display(),
-                std::io::Error::from(e)
-            ))
-        })?;
+        let fd = sys::open_namespace(path, *kind).map_err(Error::Init)?;
         setns(fd.as_fd(), kind.clone_flag()).map_err(|e| {
             Error::Init(format!(
                 "cannot join {} namespace {}: {}",

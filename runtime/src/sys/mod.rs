@@ -103,6 +103,45 @@ fn close_range(lo: u32, hi: u32) {
     }
 }
 
+/// Opens the namespace file `path` of `kind` to join it. Never blocks (a
+/// fifo there would hang the caller forever) and refuses anything that is
+/// not a namespace of that kind: a regular file, a fifo, another kind.
+pub fn open_namespace(
+    path: &Path,
+    kind: crate::plan::NsKind,
+) -> std::result::Result<OwnedFd, String> {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    // NS_GET_NSTYPE = _IO(0xb7, 0x3)
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC
+            | nix::fcntl::OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| {
+        format!(
+            "cannot open {}: {}",
+            path.display(),
+            std::io::Error::from(e)
+        )
+    })?;
+    let not_ns = || format!("{} is not a {} namespace", path.display(), kind.oci_name());
+    // SAFETY: fstatfs fills a statfs of the open descriptor.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 || st.f_type as i64 != NSFS_MAGIC {
+        return Err(not_ns());
+    }
+    // SAFETY: an ioctl without arguments on the open descriptor.
+    let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+    if ty < 0 || ty as i64 != kind.clone_flag().bits() as i64 {
+        return Err(not_ns());
+    }
+    Ok(fd)
+}
+
 /// Makes `fds` the process's standard input, output and error.
 pub fn set_stdio(fds: [RawFd; 3]) -> std::io::Result<()> {
     for (target, fd) in fds.into_iter().enumerate() {
@@ -127,10 +166,6 @@ pub mod msg {
 }
 
 impl SyncSocket {
-    pub fn raw(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-
     pub fn pair() -> nix::Result<(SyncSocket, SyncSocket)> {
         let (a, b) = socket::socketpair(
             AddressFamily::Unix,
@@ -154,6 +189,27 @@ impl SyncSocket {
     }
 
     /// The next message, or `None` when the peer closed (or exec'd).
+    /// [`Self::recv`], giving up with ETIMEDOUT after `timeout`.
+    pub fn recv_within(&self, timeout: std::time::Duration) -> nix::Result<Option<(u8, Vec<u8>)>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(
+                std::os::fd::AsFd::as_fd(&self.0),
+                PollFlags::POLLIN,
+            )];
+            match poll(&mut fds, ms) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(0) => return Err(nix::errno::Errno::ETIMEDOUT),
+                Ok(_) => return self.recv(),
+            }
+        }
+    }
+
     pub fn recv(&self) -> nix::Result<Option<(u8, Vec<u8>)>> {
         let mut buf = vec![0u8; 8192];
         loop {
