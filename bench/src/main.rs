@@ -889,6 +889,8 @@ fn assemble(
         overlay_dir: dir.join("overlay"),
         // As users run it: the default secrets hidden.
         hide: runtime::config::DriverConfig::default().chroot_env_hide,
+        disk_mb: None,
+        disk_dir: dir.join("disk"),
     };
     std::fs::create_dir_all(&dir).unwrap();
     let (r, w) = nix::unistd::pipe().unwrap();

@@ -371,6 +371,12 @@ pub fn task_spec(
     if let Some(m) = ns_mode("config.ipc_mode", &cfg.ipc_mode)? {
         annotations.insert(runtime::driver::ANN_IPC_MODE.into(), json!(m));
     }
+    if cfg.ephemeral_disk_mb > 0 {
+        annotations.insert(
+            runtime::driver::ANN_EPHEMERAL_DISK.into(),
+            json!(cfg.ephemeral_disk_mb.to_string()),
+        );
+    }
     spec["annotations"] = Value::Object(annotations);
 
     let namespaces = spec["linux"]["namespaces"]

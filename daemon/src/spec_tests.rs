@@ -257,3 +257,16 @@ fn names_and_signals() {
     );
     assert!(parse_signal("s", "999", SIGTERM).is_err());
 }
+
+#[test]
+fn ephemeral_disk_becomes_the_engines_annotation() {
+    let mut c = cfg("/bin/sh");
+    assert!(spec_of(&c)["annotations"]
+        .get("io.isoexec.ephemeral_disk_mb")
+        .is_none());
+    c.ephemeral_disk_mb = 64;
+    assert_eq!(
+        spec_of(&c)["annotations"]["io.isoexec.ephemeral_disk_mb"],
+        "64"
+    );
+}

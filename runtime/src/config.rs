@@ -198,6 +198,10 @@ pub struct DriverConfig {
     /// Host paths (globs) left out of every chroot_env: masked in bind and
     /// overlay modes, not copied in link mode.
     pub chroot_env_hide: Vec<String>,
+    /// The size of a task's writable directories (`/local` and `/tmp`
+    /// together), in MiB: a filesystem of that size, ENOSPC at the limit.
+    /// `None`: they are directories of the task's root, unlimited.
+    pub ephemeral_disk_mb: Option<u64>,
     /// The file it came from, if any (for messages).
     pub source: Option<PathBuf>,
 }
@@ -222,6 +226,7 @@ struct RawConfig {
     chroot_env: Option<BTreeMap<String, String>>,
     chroot_mode: Option<String>,
     chroot_env_hide: Option<Vec<String>>,
+    ephemeral_disk_mb: Option<u64>,
 }
 
 /// Parses a capability name: case-insensitive, with or without `cap_`.
@@ -361,6 +366,7 @@ impl DriverConfig {
             chroot_env: sort_parents_first(chroot_env),
             chroot_mode,
             chroot_env_hide,
+            ephemeral_disk_mb: raw.ephemeral_disk_mb.filter(|mb| *mb > 0),
             source: None,
         })
     }

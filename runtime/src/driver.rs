@@ -20,6 +20,7 @@ pub const ANN_CHROOT_MODE: &str = "io.isoexec.chroot_mode";
 pub const ANN_PID_MODE: &str = "io.isoexec.pid_mode";
 pub const ANN_IPC_MODE: &str = "io.isoexec.ipc_mode";
 pub const ANN_SANDBOX: &str = "io.isoexec.sandbox";
+pub const ANN_EPHEMERAL_DISK: &str = "io.isoexec.ephemeral_disk_mb";
 pub const ANN_CRI_SANDBOX: &str = "io.kubernetes.cri.sandbox-id";
 
 /// The task directory's layout, as the exec driver makes it.
@@ -43,6 +44,10 @@ pub struct ChrootPlan {
     pub overlay_dir: PathBuf,
     /// Host paths (globs) kept out of the task (`chroot_env_hide`).
     pub hide: Vec<String>,
+    /// `ephemeral_disk_mb`: `/local` and `/tmp` share one filesystem of
+    /// this many MiB, mounted (in the task's namespace) at `disk_dir`.
+    pub disk_mb: Option<u64>,
+    pub disk_dir: PathBuf,
 }
 
 /// Whether `name` (one path component) matches `pattern`: `*` is any run of
@@ -114,6 +119,19 @@ pub fn chroot_plan(
         Some(m) => ChrootMode::parse(&format!("annotations[{ANN_CHROOT_MODE:?}]"), m)
             .map_err(|e| Error::invalid("annotations", e))?,
     };
+    let disk_mb = match annotations.get(ANN_EPHEMERAL_DISK) {
+        None => driver.ephemeral_disk_mb,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(mb) if mb <= 1 << 30 => Some(mb),
+            _ => {
+                return Err(Error::invalid(
+                    format!("annotations[{ANN_EPHEMERAL_DISK:?}]"),
+                    format!("{v:?} is not a size in MiB (a whole number; 0 for no limit)"),
+                ))
+            }
+        },
+    };
     let sandbox = sandbox_of(annotations)?;
     let alloc_host = match &sandbox {
         Some(s) => sandbox_dir(state_root, s).join("alloc"),
@@ -126,6 +144,8 @@ pub fn chroot_plan(
         alloc_host,
         overlay_dir: state_root.join(id).join("overlay"),
         hide: driver.chroot_env_hide.clone(),
+        disk_mb,
+        disk_dir: state_root.join(id).join("disk"),
     }))
 }
 

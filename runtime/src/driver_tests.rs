@@ -293,3 +293,36 @@ fn secrets_are_hidden_by_default_and_configurable() {
         );
     }
 }
+
+#[test]
+fn ephemeral_disk_from_the_driver_or_the_task() {
+    let c = plan_with("", |_| {}).unwrap().chroot.unwrap();
+    assert_eq!(c.disk_mb, None, "unlimited by default");
+    assert_eq!(c.disk_dir, PathBuf::from("/run/isoexec/t1/disk"));
+    let c = plan_with("ephemeral_disk_mb = 300", |_| {})
+        .unwrap()
+        .chroot
+        .unwrap();
+    assert_eq!(c.disk_mb, Some(300));
+    let ann = |v: &str| {
+        let v = v.to_string();
+        move |s: &mut Value| s["annotations"] = json!({ANN_EPHEMERAL_DISK: v})
+    };
+    let c = plan_with("ephemeral_disk_mb = 300", ann("64"))
+        .unwrap()
+        .chroot
+        .unwrap();
+    assert_eq!(c.disk_mb, Some(64));
+    let c = plan_with("ephemeral_disk_mb = 300", ann("0"))
+        .unwrap()
+        .chroot
+        .unwrap();
+    assert_eq!(c.disk_mb, None);
+    for bad in ["-1", "1.5", "lots", "99999999999"] {
+        let e = err_with("", ann(bad));
+        assert!(
+            e.contains("io.isoexec.ephemeral_disk_mb") && e.contains("MiB"),
+            "{bad}: {e}"
+        );
+    }
+}

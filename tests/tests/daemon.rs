@@ -1298,3 +1298,25 @@ fn a_created_task_holds_none_of_the_daemons_descriptors() {
         assert!(t.pid > 0);
     });
 }
+
+#[test]
+fn a_tasks_ephemeral_disk_is_enforced() {
+    // A task's writable directories are as large as its request says.
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        sandbox(&mut c, "dk", NetworkMode::Host).await;
+        let mut cfg = config("/bin/sleep", &["100"]);
+        cfg.ephemeral_disk_mb = 4;
+        let t = run(&mut c, "dk", "small", cfg).await;
+        let r = exec_sync(
+            &mut c,
+            &t.id,
+            &["sh", "-c", "df -m /local | tail -1 | awk '{print $2}'; \
+               dd if=/dev/zero of=/tmp/x bs=1M count=8 2>&1 | grep -o 'No space left on device' | head -1"],
+        )
+        .await;
+        assert_eq!(String::from_utf8_lossy(&r.stdout), "4\nNo space left on device\n");
+    });
+}

@@ -689,3 +689,54 @@ fn host_secrets_stay_out_of_the_chroot_env_in_every_mode() {
         "PRIVATE KEY\n"
     );
 }
+
+#[test]
+fn ephemeral_disk_is_a_limit() {
+    // The attack: a task writes without limit into /local and /tmp, on the
+    // host's filesystem. With ephemeral_disk_mb both share a filesystem of
+    // that size: ENOSPC at the limit, nothing on the host's disk.
+    let iso = Isoexec::with_config("ephemeral_disk_mb = 8\n");
+    let b = Bundle::empty(
+        &sh("dd if=/dev/zero of=/local/big bs=1M count=16 2>/dev/null || echo local-full; \
+             rm /local/big; dd if=/dev/zero of=/local/a bs=1M count=5 2>/dev/null && echo a-ok; \
+             dd if=/dev/zero of=/tmp/b bs=1M count=5 2>&1 | grep -o 'No space left on device' | head -1; \
+             stat -c %a /tmp; df -m /local | tail -1 | awk '{print $2}'"),
+        |_| {},
+    );
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, "local-full\na-ok\nNo space left on device\n1777\n8\n",
+        "{err}"
+    );
+    // While a task writes there, nothing lands in its directory on the host.
+    let b = Bundle::empty(
+        &sh("dd if=/dev/zero of=/local/a bs=1M count=5 2>/dev/null; touch /tmp/t /local/done; sleep 100"),
+        |_| {},
+    );
+    let id = unique("disk");
+    iso.start_detached(&b, &id);
+    assert!(eventually(10, || iso
+        .run(&["exec", &id, "ls", "/local/done"])
+        .status
+        .success()));
+    for d in ["local", "tmp"] {
+        let n = std::fs::read_dir(b.rootfs().join(d))
+            .expect("the task directory")
+            .count();
+        assert_eq!(n, 0, "{d} on the host");
+    }
+    iso.ok(&["delete", "--force", &id]);
+    // A task's own size (the annotation), and a bad one.
+    let b = Bundle::empty(&sh("df -m /tmp | tail -1 | awk '{print $2}'"), |c| {
+        c["annotations"] = json!({"io.isoexec.ephemeral_disk_mb": "4"});
+    });
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!((out.as_str(), code), ("4\n", 0), "{err}");
+    let b = Bundle::empty(&["true"], |c| {
+        c["annotations"] = json!({"io.isoexec.ephemeral_disk_mb": "lots"});
+    });
+    let (_, err, code) = iso.run_bundle(&b, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("io.isoexec.ephemeral_disk_mb"), "{err}");
+}

@@ -139,6 +139,9 @@ struct CreateArgs {
     cap_drop: Vec<String>,
     #[command(flatten)]
     resources: ResourceArgs,
+    /// The size of /local and /tmp together, in MiB (ENOSPC at the limit).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    disk: u64,
     /// HOST:TASK[:ro], repeatable.
     #[arg(long = "mount", value_parser = mount)]
     mounts: Vec<Mount>,
@@ -399,6 +402,7 @@ fn create_request(a: &CreateArgs) -> CreateTaskRequest {
             mounts: a.mounts.clone(),
             stdout_path: a.stdout.clone(),
             stderr_path: a.stderr.clone(),
+            ephemeral_disk_mb: a.disk,
         }),
     }
 }

@@ -373,10 +373,19 @@ pub fn mount_all(
     }
 
     let at = |p: &str| resolve_in_root(root, Path::new(p)).ctx(|| p.to_string());
-    // Scratch directories stay writable even when the root is read-only.
+    // Scratch directories stay writable even when the root is read-only;
+    // with ephemeral_disk_mb they share one filesystem of that size.
+    let disk = plan
+        .disk_mb
+        .map(|mb| mount_disk(&plan.disk_dir, mb))
+        .transpose()?;
     for dir in [TASK_LOCAL, TASK_TMP] {
         let d = at(dir)?;
-        mount(Some(&d), &d, NONE, MsFlags::MS_BIND, NONE).ctx(|| format!("bind {dir}"))?;
+        let src = match &disk {
+            Some(disk) => disk.join(dir.trim_start_matches('/')),
+            None => d.clone(),
+        };
+        mount(Some(&src), &d, NONE, MsFlags::MS_BIND, NONE).ctx(|| format!("bind {dir}"))?;
     }
     let alloc = at(TASK_ALLOC)?;
     mount(Some(&plan.alloc_host), &alloc, NONE, MsFlags::MS_BIND, NONE)
@@ -400,6 +409,30 @@ pub fn mount_all(
 }
 
 /// A recursive bind of `src` at `target`, read-only all the way down.
+/// The task's ephemeral disk: a tmpfs of `mb` MiB at `dir` (in the task's
+/// own mount namespace: the host sees an empty directory of the state),
+/// with `local` and `tmp` (1777) in it. What the task writes there counts
+/// against its memory cgroup too.
+fn mount_disk(dir: &Path, mb: u64) -> Result<PathBuf> {
+    fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    let opts = format!("size={mb}m,mode=0755");
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .ctx(|| format!("ephemeral disk ({mb} MiB tmpfs) at {}", dir.display()))?;
+    for (sub, mode) in [("local", 0o755), ("tmp", 0o1777)] {
+        let d = dir.join(sub);
+        fs::create_dir(&d).ctx(|| format!("creating {}", d.display()))?;
+        fs::set_permissions(&d, fs::Permissions::from_mode(mode))
+            .ctx(|| format!("chmod {}", d.display()))?;
+    }
+    Ok(dir.to_path_buf())
+}
+
 fn bind_readonly(src: &Path, target: &Path) -> std::io::Result<()> {
     mount(
         Some(src),
