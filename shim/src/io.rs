@@ -59,7 +59,38 @@ pub struct ProcessIo {
 impl Drop for ProcessIo {
     fn drop(&mut self) {
         self.close_stdin();
+        // Output still in a fifo that containerd's reader has not opened
+        // yet (ctr opens its ends late under load) would be discarded with
+        // the last descriptor: keep the fifos open until a reader has taken
+        // it all, for at most OUTPUT_GRACE, then close (the reader's EOF).
+        let keep = std::mem::take(&mut self._keep);
+        if keep.iter().all(|f| unread(f) == 0) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let deadline = tokio::time::Instant::now() + OUTPUT_GRACE;
+                while keep.iter().any(|f| unread(f) > 0) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                drop(keep);
+            });
+        }
     }
+}
+
+/// How long an exited process's unread output waits for its reader.
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bytes waiting in a fifo (FIONREAD).
+fn unread(f: &File) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through a valid pointer.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+        return 0;
+    }
+    n
 }
 
 /// Opens `path` close-on-exec, with `flags` added (O_NONBLOCK, ...).

@@ -141,10 +141,12 @@ impl Containerd {
         self.ctr(&args)
     }
 
-    /// Shim processes serving this containerd (by their -address).
+    /// Shim processes serving this containerd (by their -address). A task's
+    /// init forked by a shim carries the shim's command line until it
+    /// execs: a process whose parent is a shim is not one.
     fn shims(&self) -> Vec<i32> {
         let sock = self.sock().display().to_string();
-        std::fs::read_dir("/proc")
+        let found: Vec<i32> = std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
@@ -153,6 +155,20 @@ impl Containerd {
                 let cmd = String::from_utf8_lossy(&cmd);
                 cmd.contains("containerd-shim-isoexec-v1") && cmd.contains(&sock) && alive(*pid)
             })
+            .collect();
+        let ppid = |pid: i32| -> Option<i32> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat.rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        found
+            .iter()
+            .copied()
+            .filter(|p| !ppid(*p).is_some_and(|pp| found.contains(&pp)))
             .collect()
     }
 
@@ -296,6 +312,41 @@ fn host_devices_stay_closed_through_ctr() {
         stderr(&o)
     );
     ctd.assert_clean("mknod");
+}
+
+#[test]
+fn output_waits_for_a_reader_that_comes_late() {
+    // A reader that opens the output fifo after the process has written
+    // and exited still gets the output, as with containerd's runc shim
+    // (the shim dropped it with its last descriptor of the fifo).
+    let ctd = Containerd::start();
+    let fifo = ctd.dir.path().join("late.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let o = ctd.run(
+        &["-d", "--log-uri", fifo.to_str().unwrap()],
+        "late",
+        &["sh", "-c", "echo hello"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(eventually(10, || ctd
+        .ok(&["task", "ls"])
+        .lines()
+        .any(|l| l.starts_with("late") && l.contains("STOPPED"))));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_to_string(path).unwrap_or_default());
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the fifo reached its end");
+    assert_eq!(got, "hello\n");
+    ctd.ok(&["task", "rm", "late"]);
+    ctd.ok(&["c", "rm", "late"]);
+    ctd.assert_clean("late");
 }
 
 /// `echo hello | ctr task exec ... cat`: the exec reads its input to the end
