@@ -1130,10 +1130,10 @@ fn isoexecctl_drives_the_api_from_a_shell() {
         ok(&["exec", "cli.web", "--", "cat", "/alloc/who"]).trim(),
         "cli"
     );
-    assert_eq!(
-        std::fs::read_to_string(&log).expect("stdout_path"),
-        "logged as nobody\n"
-    );
+    // The task writes its log line after /alloc/who: wait for it.
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(eventually(5, || !logged().is_empty()), "stdout_path");
+    assert_eq!(logged(), "logged as nobody\n");
     let o = d.ctl(&["exec", "cli.web", "--", "sh", "-c", "exit 9"]);
     assert_eq!(o.status.code(), Some(9), "exec's exit code is isoexecctl's");
     // Attached, stdin from a pipe.

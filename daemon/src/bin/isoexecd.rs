@@ -133,9 +133,22 @@ fn bind(path: &std::path::Path) -> Result<tokio::net::UnixListener, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    let l = tokio::net::UnixListener::bind(path)
+    // Bound under a temporary name, made 0600, then renamed into place:
+    // the socket never answers at `path` with the umask's mode.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let l = tokio::net::UnixListener::bind(&tmp)
         .map_err(|e| format!("listening on {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("chmod {}: {e}", tmp.display()))
+        .and_then(|_| {
+            std::fs::rename(&tmp, path).map_err(|e| format!("placing {}: {e}", path.display()))
+        });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(l)
 }
