@@ -1175,13 +1175,7 @@ fn an_occupied_cgroup_is_refused_and_its_processes_untouched() {
         .spawn()
         .unwrap();
     let pid = bystander.id().to_string();
-    let controllers: &[&str] = if cgroup_v2() {
-        &[""]
-    } else {
-        &[
-            "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
-        ]
-    };
+    let controllers = task_hierarchies();
     for c in controllers {
         let d = cgroup_dir(c, &path);
         std::fs::create_dir_all(&d).unwrap();
@@ -1304,13 +1298,7 @@ fn delete_force_cleans_up_a_create_that_died() {
         eventually(5, || stuck.iter().all(|p| !alive(*p))),
         "{stuck:?}"
     );
-    let controllers: &[&str] = if cgroup_v2() {
-        &[""]
-    } else {
-        &[
-            "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
-        ]
-    };
+    let controllers = task_hierarchies();
     for c in controllers {
         let d = cgroup_dir(c, &path);
         assert!(

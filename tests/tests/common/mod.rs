@@ -345,6 +345,18 @@ pub fn cgroup_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// The hierarchies a task's cgroup is made in, as names for [`cgroup_dir`]:
+/// the v1 controllers isoexec uses, or the unified hierarchy (v2).
+pub fn task_hierarchies() -> &'static [&'static str] {
+    if cgroup_v2() {
+        &[""]
+    } else {
+        &[
+            "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
+        ]
+    }
+}
+
 /// Host directory of cgroup `path` for `controller` (v1), or the unified one (v2).
 pub fn cgroup_dir(controller: &str, path: &str) -> PathBuf {
     let rel = path.trim_start_matches('/');
