@@ -629,6 +629,7 @@ impl RuntimeService for Arc<Daemon> {
             passwd: &passwd,
             group: &group,
             cpus: host_cpus(),
+            read: |p| std::fs::read_to_string(p),
         };
         let at = spec::Placement {
             sandbox_id: &s.id,

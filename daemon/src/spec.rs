@@ -37,6 +37,8 @@ pub struct Host<'a> {
     pub passwd: &'a str,
     pub group: &'a str,
     pub cpus: u32,
+    /// Reads a host file a request names (a `localhost/` seccomp profile).
+    pub read: fn(&std::path::Path) -> std::io::Result<String>,
 }
 
 /// Where the task runs.
@@ -296,6 +298,42 @@ fn mount(m: &Mount, i: usize) -> Result<Value> {
     }))
 }
 
+/// `config.seccomp_profile` as `linux.seccomp` (None: unconfined).
+pub fn seccomp(profile: &str, caps: &[String], host: &Host) -> Result<Option<Value>> {
+    const FIELD: &str = "config.seccomp_profile";
+    match profile {
+        "" | "runtime/default" => Ok(Some(runtime::seccomp_default::profile(caps))),
+        "unconfined" => Ok(None),
+        p if p.starts_with("localhost/") => {
+            let path = std::path::Path::new(&p["localhost/".len()..]);
+            if !path.is_absolute() {
+                return Err(invalid(
+                    FIELD,
+                    format!("{p:?}: localhost/ takes an absolute path on the host"),
+                ));
+            }
+            let text = (host.read)(path)
+                .map_err(|e| invalid(FIELD, format!("reading {}: {e}", path.display())))?;
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| invalid(FIELD, format!("{}: not JSON: {e}", path.display())))?;
+            let parsed: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(value.clone())
+                .map_err(|e| {
+                    invalid(
+                        FIELD,
+                        format!("{}: not a linux.seccomp object: {e}", path.display()),
+                    )
+                })?;
+            runtime::seccomp::plan(&parsed)
+                .map_err(|e| invalid(FIELD, format!("{}: {e}", path.display())))?;
+            Ok(Some(value))
+        }
+        other => Err(invalid(
+            FIELD,
+            format!("{other:?}: use runtime/default, unconfined or localhost/PATH"),
+        )),
+    }
+}
+
 /// The OCI spec of a task: the driver's template, with the task config.
 pub fn task_spec(
     cfg: &TaskConfig,
@@ -354,6 +392,9 @@ pub fn task_spec(
     spec["process"]["env"] = json!(env);
     spec["process"]["cwd"] = json!(cwd);
     spec["process"]["user"] = json!({ "uid": uid, "gid": gid, "additionalGids": extra });
+    if let Some(profile) = seccomp(&cfg.seccomp_profile, &caps, host)? {
+        spec["linux"]["seccomp"] = profile;
+    }
     spec["process"]["capabilities"] = json!({
         "bounding": caps, "effective": caps, "permitted": caps,
     });

@@ -12,6 +12,13 @@ fn host() -> Host<'static> {
         passwd: PASSWD,
         group: GROUP,
         cpus: 2,
+        read: |p| match p.to_str() {
+            Some("/profiles/deny-mkdir.json") => Ok(r#"{"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#
+                .into()),
+            Some("/profiles/bad.json") => Ok(r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#.into()),
+            _ => Err(std::io::Error::from_raw_os_error(libc::ENOENT)),
+        },
     }
 }
 
@@ -269,4 +276,55 @@ fn ephemeral_disk_becomes_the_engines_annotation() {
         spec_of(&c)["annotations"]["io.isoexec.ephemeral_disk_mb"],
         "64"
     );
+}
+
+#[test]
+fn tasks_get_dockers_seccomp_profile_unless_they_opt_out() {
+    let mut c = cfg("/bin/sh");
+    let s = spec_of(&c);
+    let caps: Vec<String> = s["process"]["capabilities"]["bounding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        s["linux"]["seccomp"],
+        runtime::seccomp_default::profile(&caps)
+    );
+    assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    c.seccomp_profile = "runtime/default".into();
+    assert_eq!(spec_of(&c)["linux"]["seccomp"], s["linux"]["seccomp"]);
+    // The profile follows the task's capabilities.
+    c.cap_add = vec!["sys_admin".into()];
+    let with_admin = spec_of(&c)["linux"]["seccomp"].to_string();
+    assert!(with_admin.contains("\"mount\""), "{with_admin}");
+    assert!(!s["linux"]["seccomp"].to_string().contains("\"mount\""));
+    c.cap_add.clear();
+    c.seccomp_profile = "unconfined".into();
+    assert!(spec_of(&c)["linux"].get("seccomp").is_none());
+    c.seccomp_profile = "localhost/profiles/deny-mkdir.json".into();
+    let e = err_of(&c);
+    assert_eq!(e.field, "config.seccomp_profile");
+    assert!(e.message.contains("absolute path"), "{}", e.message);
+    c.seccomp_profile = "localhost//profiles/deny-mkdir.json".into();
+    assert_eq!(
+        spec_of(&c)["linux"]["seccomp"]["defaultAction"],
+        "SCMP_ACT_ALLOW"
+    );
+    for (p, want) in [
+        (
+            "localhost//profiles/missing.json",
+            "reading /profiles/missing.json",
+        ),
+        ("localhost//profiles/bad.json", "SCMP_ACT_NOTIFY"),
+        (
+            "docker/default",
+            "use runtime/default, unconfined or localhost/PATH",
+        ),
+    ] {
+        c.seccomp_profile = p.into();
+        let e = err_of(&c);
+        assert!(e.message.contains(want), "{p}: {}", e.message);
+    }
 }

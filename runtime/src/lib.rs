@@ -17,6 +17,7 @@ pub mod features;
 pub mod fingerprint;
 pub mod plan;
 pub mod seccomp;
+pub mod seccomp_default;
 pub mod sys;
 
 pub use error::{Error, Result};

@@ -845,7 +845,7 @@ pub fn propagation_flag(name: &str) -> Option<MsFlags> {
 
 /// Checks that `path` is an absolute path with no `..` leaving the root, and
 /// returns it normalized. (Symlinks are resolved at mount time, inside the
-/// root, by `sys::fs::resolve_in_root`.)
+/// root, by `sys::at::Root`.)
 fn inside_root(field: &str, path: &Path) -> Result<PathBuf> {
     if !path.is_absolute() {
         return Err(Error::invalid(

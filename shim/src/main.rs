@@ -176,6 +176,10 @@ fn start(args: &ShimArgs) -> Result<(), String> {
         print!("{address}");
         return Ok(());
     }
+    // The server forks tasks' processes: never as the host's writable
+    // binary (CVE-2019-5736). Re-executes `start` when it must.
+    runtime::sys::exe::ensure_sealed(&state_root(&args.bundle, &args.namespace))
+        .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&sock);
     if let Some(dir) = sock.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -254,6 +258,8 @@ fn delete(args: &ShimArgs) -> Result<(), String> {
 /// The server run directly (no action): on a listening socket passed as
 /// descriptor 3.
 fn serve(args: &ShimArgs) -> Result<(), String> {
+    runtime::sys::exe::ensure_sealed(&state_root(&args.bundle, &args.namespace))
+        .map_err(|e| e.to_string())?;
     serve_on(args, 3)
 }
 

@@ -1308,3 +1308,133 @@ fn delete_force_cleans_up_a_create_that_died() {
         );
     }
 }
+
+/// CVE-2019-5736, as the attack: the task plants `#!/proc/self/exe` and
+/// waits; the operator runs `isoexec exec` of it, which makes the kernel
+/// run the runtime's own binary inside the task; the task stops that
+/// process, keeps its exe open, kills it and writes through the handle.
+/// The runtime runs from a read-only copy of itself: the write is refused
+/// and the binary (a copy, so a failure harms nothing) is unchanged; the
+/// runtime's processes are not dumpable before they exec, so no early
+/// handle opens either.
+#[test]
+fn cve_2019_5736_a_task_cannot_overwrite_the_runtime_binary() {
+    let bin = TempDir::new("isoexec-bin");
+    let mut iso = Isoexec::new();
+    let exe = binary_copy("isoexec", bin.path());
+    let before = std::fs::read(&exe).unwrap();
+    iso.exe = Some(exe.clone());
+    let b = Bundle::busybox(
+        &sh("printf '#!/proc/self/exe\\n' > /attack; chmod 755 /attack; exec /watch /result"),
+        |c| c["root"]["readonly"] = json!(false),
+    );
+    exe_watch(&b.rootfs().join("watch"));
+    copy_libraries(&exe, &b.rootfs());
+    let id = unique("cve-2019-5736");
+    iso.start_detached(&b, &id);
+    assert!(eventually(10, || b.rootfs().join("attack").exists()));
+
+    let result = b.rootfs().join("result");
+    exe_attack_catch(&result, 20, || {
+        iso.run(&["exec", &id, "/attack"]);
+    });
+    let verdict = exe_attack_verdict(&result);
+    assert!(verdict.starts_with("refused"), "the attack: {verdict}");
+    assert!(
+        std::fs::read(&exe).unwrap() == before,
+        "the runtime's binary changed"
+    );
+    let early = b.rootfs().join("result.early");
+    assert!(
+        !early.exists(),
+        "a runtime process's exe opened before it exec'd: {}",
+        std::fs::read_to_string(&early).unwrap_or_default()
+    );
+    iso.ok(&["delete", "--force", &id]);
+}
+
+/// The mount-destination race (CVE-2021-30465, CVE-2024-45310), as the
+/// attack: a running container swaps, as fast as it can, a directory of a
+/// volume it shares with another container for a symlink to a host
+/// directory, while the operator creates that other container with a
+/// mount under the directory. Destinations are resolved inside the root by
+/// descriptor and mounted onto: the host directory's file is never
+/// truncated and it gets no new entry, whatever each create answered.
+#[test]
+fn mount_destinations_swapped_for_symlinks_never_reach_the_host() {
+    let iso = Isoexec::new();
+    let victim = TempDir(std::path::PathBuf::from("/var/tmp").join(unique("isoexec-victim")));
+    std::fs::create_dir_all(victim.path()).unwrap();
+    std::fs::write(victim.path().join("f"), "precious").unwrap();
+    let vol = TempDir::new("isoexec-volume");
+    let src = vol.path().join("src");
+    std::fs::write(&src, "bound").unwrap();
+    let volume = json!({"destination": "/vol", "type": "bind",
+        "source": vol.path(), "options": ["rbind", "rw"]});
+    let attacker = Bundle::busybox(
+        &sh(&format!(
+            "mkdir /vol/x && ln -s {} /vol/l && exec /swap /vol/x /vol/l",
+            victim.path().display()
+        )),
+        |c| c["mounts"].as_array_mut().unwrap().push(volume.clone()),
+    );
+    swapper(&attacker.rootfs().join("swap"));
+    let a = unique("swapper");
+    iso.start_detached(&attacker, &a);
+    assert!(eventually(5, || vol.path().join("l").exists()));
+
+    let (mut made, mut refused) = (0, 0);
+    for i in 0..40 {
+        let dest = if i % 2 == 0 {
+            "/vol/x/f"
+        } else {
+            "/vol/x/new/f"
+        };
+        let b = Bundle::busybox(&["true"], |c| {
+            let m = c["mounts"].as_array_mut().unwrap();
+            m.push(volume.clone());
+            m.push(json!({"destination": dest, "type": "bind",
+                "source": src, "options": ["bind", "ro"]}));
+        });
+        let id = unique("victim");
+        let out = iso.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+        if out.status.success() {
+            made += 1;
+            iso.ok(&["delete", "--force", &id]);
+        } else {
+            refused += 1;
+        }
+    }
+    eprintln!("containers created under the swapping directory: {made}, refused: {refused}");
+    iso.ok(&["delete", "--force", &a]);
+    assert_eq!(
+        std::fs::read_to_string(victim.path().join("f")).unwrap(),
+        "precious",
+        "a host file was truncated or written through the swapped directory"
+    );
+    let entries: Vec<String> = std::fs::read_dir(victim.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, vec!["f"], "the host directory got new entries");
+}
+
+/// CVE-2019-19921 / CVE-2019-16884: an image whose /proc is a symlink
+/// (here to /tmp/fake) would have proc mounted elsewhere, and the
+/// runtime's later writes through /proc (sysctls, masks) land on what the
+/// image put there. Refused with the reason, and nothing is left.
+#[test]
+fn proc_on_a_symlink_is_refused() {
+    let iso = Isoexec::new();
+    let b = Bundle::busybox(&["true"], |_| {});
+    std::fs::create_dir_all(b.rootfs().join("tmp/fake")).unwrap();
+    std::os::unix::fs::symlink("/tmp/fake", b.rootfs().join("proc")).unwrap();
+    let id = unique("proclink");
+    let err = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        err.contains("proc at /proc: the root's /proc is a symlink (it leads to /tmp/fake)"),
+        "{err}"
+    );
+    assert!(iso.fails(&["state", &id]).contains("does not exist"));
+    assert!(mounts_under(&b.rootfs()).is_empty());
+}

@@ -31,6 +31,8 @@ struct Daemon {
     dir: TempDir,
     child: Option<Child>,
     config: Option<PathBuf>,
+    /// The binary, when not the built one (an attack's copy).
+    exe: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -39,6 +41,10 @@ impl Daemon {
     }
 
     fn with_config(toml: Option<&str>) -> Daemon {
+        Self::with(toml, None)
+    }
+
+    fn with(toml: Option<&str>, exe: Option<PathBuf>) -> Daemon {
         require_root();
         let dir = TempDir::new("isoexecd");
         let config = toml.map(|t| {
@@ -50,6 +56,7 @@ impl Daemon {
             dir,
             child: None,
             config,
+            exe,
         };
         d.spawn();
         d
@@ -64,7 +71,7 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let mut c = Command::new(binary("isoexecd"));
+        let mut c = Command::new(self.exe.clone().unwrap_or_else(|| binary("isoexecd")));
         c.arg("--listen")
             .arg(self.socket())
             .arg("--state-dir")
@@ -1318,5 +1325,265 @@ fn a_tasks_ephemeral_disk_is_enforced() {
         )
         .await;
         assert_eq!(String::from_utf8_lossy(&r.stdout), "4\nNo space left on device\n");
+    });
+}
+
+/// CVE-2019-5736, as the attack (see the CLI's test): the task plants
+/// `#!/proc/self/exe` in /local, an operator's ExecSync runs it, which
+/// makes the kernel run isoexecd's own binary inside the task; the task
+/// stops it, keeps its exe open, kills it and writes through the handle.
+/// isoexecd runs from a read-only copy of itself: refused, the binary
+/// (a copy) unchanged, no handle before the exec.
+#[test]
+fn cve_2019_5736_a_task_cannot_overwrite_isoexecd() {
+    let bin = TempDir::new("isoexecd-bin");
+    let exe = binary_copy("isoexecd", bin.path());
+    let before = std::fs::read(&exe).unwrap();
+    let mut d = Daemon::with(None, Some(exe.clone()));
+    let attacker = TempDir::new("attacker");
+    exe_watch(&attacker.path().join("watch"));
+    let rt = rt();
+    let mut c = d.client(&rt);
+    let result = attacker.path().join("result");
+    let task = rt.block_on(async {
+        let sb = sandbox(&mut c, "cve-2019-5736", NetworkMode::Group).await;
+        let mut cfg = sh("printf '#!/proc/self/exe\\n' > /local/attack; \
+             chmod 755 /local/attack; exec /attacker/watch /attacker/result");
+        // As root: a task of nobody could not write a root-owned binary anyway.
+        cfg.user = "root".into();
+        cfg.mounts = vec![Mount {
+            host_path: attacker.path().display().to_string(),
+            task_path: "/attacker".into(),
+            readonly: false,
+            propagation: String::new(),
+        }];
+        run(&mut c, &sb.id, "victim", cfg).await
+    });
+    exe_attack_catch(&result, 20, || {
+        let _ = rt.block_on(c.exec_sync(ExecSyncRequest {
+            task_id: task.id.clone(),
+            command: vec!["/local/attack".into()],
+            timeout_seconds: 10,
+            env: HashMap::new(),
+        }));
+    });
+    // The binary is free for writing once isoexecd restarts.
+    d.terminate();
+    let verdict = exe_attack_verdict(&result);
+    // The built binary cleans up, whatever became of the copy.
+    d.exe = None;
+    d.spawn();
+    assert!(verdict.starts_with("refused"), "the attack: {verdict}");
+    assert!(
+        std::fs::read(&exe).unwrap() == before,
+        "isoexecd's binary changed"
+    );
+    let early = attacker.path().join("result.early");
+    assert!(
+        !early.exists(),
+        "an isoexecd process's exe opened before it exec'd: {}",
+        std::fs::read_to_string(&early).unwrap_or_default()
+    );
+}
+
+/// The mount-destination race (CVE-2021-30465, CVE-2024-45310), as the
+/// attack: a running task of a sandbox swaps, as fast as it can, a
+/// directory of the shared /alloc with a symlink to a host directory,
+/// while the operator creates other tasks of the sandbox with a mount
+/// under that directory. Every destination is resolved inside the task's
+/// root by descriptor and the mount made onto it: the host directory keeps
+/// its file (never truncated) and gets no new entry, whatever each create
+/// answered.
+#[test]
+fn mount_destinations_swapped_for_symlinks_never_reach_the_host() {
+    let victim = TempDir(std::path::PathBuf::from("/var/tmp").join(unique("isoexec-victim")));
+    std::fs::create_dir_all(victim.path()).unwrap();
+    std::fs::write(victim.path().join("f"), "precious").unwrap();
+    let attacker = TempDir::new("attacker");
+    swapper(&attacker.path().join("swap"));
+    std::fs::write(attacker.path().join("src"), "bound").unwrap();
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        let sb = sandbox(&mut c, "race", NetworkMode::Group).await;
+        let script = format!(
+            "mkdir /alloc/x && ln -s {} /alloc/l && exec /attacker/swap /alloc/x /alloc/l",
+            victim.path().display()
+        );
+        let mut cfg = sh(&script);
+        cfg.user = "root".into();
+        cfg.mounts = vec![Mount {
+            host_path: attacker.path().display().to_string(),
+            task_path: "/attacker".into(),
+            readonly: true,
+            propagation: String::new(),
+        }];
+        run(&mut c, &sb.id, "swapper", cfg).await;
+        let (mut made, mut refused) = (0, 0);
+        for i in 0..40 {
+            let dest = if i % 2 == 0 {
+                "/alloc/x/f"
+            } else {
+                "/alloc/x/new/f"
+            };
+            let mut cfg = config("/bin/true", &[]);
+            cfg.mounts = vec![Mount {
+                host_path: attacker.path().join("src").display().to_string(),
+                task_path: dest.into(),
+                readonly: true,
+                propagation: String::new(),
+            }];
+            match create(&mut c, &sb.id, &format!("victim{i}"), cfg).await {
+                Ok(t) => {
+                    made += 1;
+                    c.remove_task(RemoveTaskRequest { task_id: t.id })
+                        .await
+                        .expect("remove");
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        eprintln!("tasks created under the swapping directory: {made}, refused: {refused}");
+    });
+    assert_eq!(
+        std::fs::read_to_string(victim.path().join("f")).unwrap(),
+        "precious",
+        "a host file was truncated or written through the swapped directory"
+    );
+    let entries: Vec<String> = std::fs::read_dir(victim.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, vec!["f"], "the host directory got new entries");
+}
+
+/// Tasks run under Docker's default seccomp profile unless the request
+/// opts out. As the attack: a task tries to get CAP_SYS_ADMIN in a new
+/// user namespace (the first step of CVE-2022-0185's exploit and many
+/// like it) and to reach the kernel's keyrings; both are refused under the
+/// default profile, in the task and in what ExecSync starts in it, and
+/// allowed with "unconfined". A request can name a profile of its own.
+#[test]
+fn seccomp_default_profile_opt_out_and_a_named_profile() {
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    let probe = "grep '^Seccomp:' /proc/self/status; \
+        unshare -U true 2>/dev/null && echo userns-made || echo userns-refused; \
+        keyctl show >/dev/null 2>&1 && echo keyring-read || echo keyring-refused; \
+        sleep 1000";
+    let dir = TempDir::new("profiles");
+    let profile = dir.path().join("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    rt.block_on(async {
+        let sb = sandbox(&mut c, "sc", NetworkMode::Host).await;
+        let mut outputs = Vec::new();
+        for (name, p) in [("default", ""), ("open", "unconfined")] {
+            let out = dir.path().join(format!("{name}.out"));
+            let mut cfg = sh(probe);
+            cfg.seccomp_profile = p.into();
+            cfg.stdout_path = out.display().to_string();
+            let t = run(&mut c, &sb.id, name, cfg).await;
+            assert!(eventually(10, || std::fs::read_to_string(&out)
+                .is_ok_and(|s| s.lines().count() == 3)));
+            outputs.push((t, std::fs::read_to_string(&out).unwrap()));
+        }
+        assert_eq!(
+            outputs[0].1, "Seccomp:\t2\nuserns-refused\nkeyring-refused\n",
+            "the default profile"
+        );
+        assert_eq!(
+            outputs[1].1, "Seccomp:\t0\nuserns-made\nkeyring-read\n",
+            "unconfined"
+        );
+        // ExecSync runs under the task's filter.
+        let r = exec_sync(
+            &mut c,
+            &outputs[0].0.id,
+            &[
+                "sh",
+                "-c",
+                "grep '^Seccomp:' /proc/self/status; unshare -U true",
+            ],
+        )
+        .await;
+        assert_eq!(String::from_utf8_lossy(&r.stdout), "Seccomp:\t2\n");
+        assert_ne!(r.exit_code, 0);
+
+        let mut cfg = sh("mkdir /tmp/d && echo made || echo mkdir-refused");
+        cfg.seccomp_profile = format!("localhost/{}", profile.display());
+        let out = dir.path().join("named.out");
+        cfg.stdout_path = out.display().to_string();
+        run(&mut c, &sb.id, "named", cfg).await;
+        assert!(eventually(10, || std::fs::read_to_string(&out)
+            .is_ok_and(|s| s == "mkdir-refused\n")));
+
+        let mut cfg = sh("true");
+        cfg.seccomp_profile = "localhost/no/such.json".into();
+        let e = create(&mut c, &sb.id, "bad", cfg)
+            .await
+            .expect_err("bad profile");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(
+            e.message().contains("config.seccomp_profile"),
+            "{}",
+            e.message()
+        );
+    });
+}
+
+/// Keyrings, as the attack: a task reads the keys of the session that
+/// started isoexecd, and tasks of two sandboxes pass keys to each other
+/// through a shared session keyring. Each task gets a session keyring of
+/// its own (even unconfined: the default seccomp profile refuses the
+/// keyring calls altogether).
+#[test]
+fn tasks_cannot_read_the_operators_or_each_others_keys() {
+    let name = unique("isoexec-op-secret");
+    session_key(&name, "operator-secret");
+    let d = Daemon::start();
+    let dir = TempDir::new("keys");
+    let rt = rt();
+    let mut c = d.client(&rt);
+    rt.block_on(async {
+        let a = sandbox(&mut c, "ka", NetworkMode::Host).await;
+        let b = sandbox(&mut c, "kb", NetworkMode::Host).await;
+        let probe = |key: &str| {
+            format!("keyctl request user {key} >/dev/null 2>&1 && echo {key}-found || echo {key}-unreadable")
+        };
+        let shared = unique("shared");
+        let out_a = dir.path().join("a.out");
+        let mut cfg = sh(&format!(
+            "keyctl add user {shared} from-a @s >/dev/null && echo added; {}; sleep 1000",
+            probe(&name)
+        ));
+        cfg.user = "root".into();
+        cfg.seccomp_profile = "unconfined".into();
+        cfg.stdout_path = out_a.display().to_string();
+        run(&mut c, &a.id, "writer", cfg).await;
+        assert!(eventually(10, || std::fs::read_to_string(&out_a)
+            .is_ok_and(|s| s.lines().count() == 2)));
+        assert_eq!(
+            std::fs::read_to_string(&out_a).unwrap(),
+            format!("added\n{name}-unreadable\n")
+        );
+        let out_b = dir.path().join("b.out");
+        let mut cfg = sh(&format!("{}; {}", probe(&shared), probe(&name)));
+        cfg.user = "root".into();
+        cfg.seccomp_profile = "unconfined".into();
+        cfg.stdout_path = out_b.display().to_string();
+        run(&mut c, &b.id, "reader", cfg).await;
+        assert!(eventually(10, || std::fs::read_to_string(&out_b)
+            .is_ok_and(|s| s.lines().count() == 2)));
+        assert_eq!(
+            std::fs::read_to_string(&out_b).unwrap(),
+            format!("{shared}-unreadable\n{name}-unreadable\n")
+        );
     });
 }

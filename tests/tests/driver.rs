@@ -555,37 +555,6 @@ fn layout_symlinks_in_the_root_cannot_reach_the_host() {
     assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0);
 }
 
-/// Puts this test thread in a new session keyring holding a `user` key
-/// named `name`, as an operator's login session holds its secrets; the
-/// runtimes it starts inherit that keyring. Returns the key's id.
-fn session_key(name: &str, secret: &str) -> i64 {
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
-    let ty = std::ffi::CString::new("user").unwrap();
-    let desc = std::ffi::CString::new(name).unwrap();
-    // SAFETY: keyctl and add_key with valid NUL-terminated strings and a
-    // live payload; the keyring changes this thread's credentials only.
-    unsafe {
-        assert!(
-            libc::syscall(
-                libc::SYS_keyctl,
-                KEYCTL_JOIN_SESSION_KEYRING,
-                std::ptr::null::<libc::c_char>()
-            ) > 0
-        );
-        let id = libc::syscall(
-            libc::SYS_add_key,
-            ty.as_ptr(),
-            desc.as_ptr(),
-            secret.as_ptr(),
-            secret.len(),
-            KEY_SPEC_SESSION_KEYRING,
-        );
-        assert!(id > 0, "add_key: {}", std::io::Error::last_os_error());
-        id
-    }
-}
-
 #[test]
 fn tasks_cannot_read_the_operators_session_keys() {
     // The attack: a task (root, or any user, through possession) reads the

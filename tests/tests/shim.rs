@@ -16,6 +16,8 @@ struct Containerd {
     dir: TempDir,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    /// Where the shim binary is found, when not the built one's directory.
+    bin_dir: Option<PathBuf>,
 }
 
 impl Containerd {
@@ -25,6 +27,10 @@ impl Containerd {
 
     /// containerd with `env` (which its shims inherit).
     fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_full(env, None)
+    }
+
+    fn start_full(env: &[(&str, &str)], bin_dir: Option<PathBuf>) -> Self {
         require_root();
         for tool in ["containerd", "ctr"] {
             assert!(
@@ -47,16 +53,19 @@ impl Containerd {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            bin_dir,
         };
         c.spawn();
         c
     }
 
     fn spawn(&mut self) {
-        let bin_dir = binary("containerd-shim-isoexec-v1")
-            .parent()
-            .unwrap()
-            .to_path_buf();
+        let bin_dir = self.bin_dir.clone().unwrap_or_else(|| {
+            binary("containerd-shim-isoexec-v1")
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        });
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -757,4 +766,212 @@ fn log_uris_file_and_binary() {
     );
     ctd.assert_clean("flog");
     ctd.assert_clean("blog");
+}
+
+/// CVE-2019-5736, as the attack (see the CLI's test): the task plants
+/// `#!/proc/self/exe` in /local, `ctr task exec` of it makes the kernel run
+/// the shim's own binary inside the task; the task stops it, keeps its exe
+/// open, kills it and writes through the handle. The shim serves from a
+/// read-only copy of itself, so the write is refused for good (read-only,
+/// not merely busy while a shim runs the binary), the binary (a copy) is
+/// unchanged, and no handle opens before the exec.
+#[test]
+fn cve_2019_5736_a_task_cannot_overwrite_the_shim() {
+    let bin = TempDir::new("isoexec-shim-bin");
+    let exe = binary_copy("containerd-shim-isoexec-v1", bin.path());
+    let before = std::fs::read(&exe).unwrap();
+    let ctd = Containerd::start_full(&[], Some(bin.path().to_path_buf()));
+    let attacker = TempDir::new("attacker");
+    exe_watch(&attacker.path().join("watch"));
+    let id = unique("cve-2019-5736");
+    let fifos = ctd.dir.path().join("fifo").display().to_string();
+    let root = ctd.empty_root();
+    let mount = format!(
+        "type=bind,src={},dst=/attacker,options=rbind:rw",
+        attacker.path().display()
+    );
+    ctd.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--fifo-dir",
+        &fifos,
+        "--mount",
+        &mount,
+        "--rootfs",
+        &root,
+        &id,
+        "sh",
+        "-c",
+        "printf '#!/proc/self/exe\\n' > /local/attack; chmod 755 /local/attack; \
+         exec /attacker/watch /attacker/result",
+    ]);
+    let result = attacker.path().join("result");
+    let mut n = 0;
+    exe_attack_catch(&result, 20, || {
+        n += 1;
+        let exec_id = format!("attack{n}");
+        ctd.ctr(&["task", "exec", "--exec-id", &exec_id, &id, "/local/attack"]);
+    });
+    // While the task lives the shim runs: a write the binary refused only
+    // for being busy would succeed once the shim is gone.
+    let verdict = if eventually(10, || result.exists()) {
+        std::fs::read_to_string(&result).unwrap()
+    } else {
+        "busy: the handle is the shim's binary itself".into()
+    };
+    // The attacker exits with its verdict; kill it when it has none.
+    let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &id]);
+    let stopped =
+        |l: &str| l.split_whitespace().next() == Some(id.as_str()) && l.contains("STOPPED");
+    assert!(eventually(5, || ctd
+        .ok(&["task", "ls"])
+        .lines()
+        .any(stopped)));
+    ctd.ok(&["task", "rm", &id]);
+    ctd.ok(&["c", "rm", &id]);
+    assert!(verdict.starts_with("refused"), "the attack: {verdict}");
+    assert!(
+        std::fs::read(&exe).unwrap() == before,
+        "the shim's binary changed"
+    );
+    let early = attacker.path().join("result.early");
+    assert!(
+        !early.exists(),
+        "a shim process's exe opened before it exec'd: {}",
+        std::fs::read_to_string(&early).unwrap_or_default()
+    );
+    ctd.assert_clean(&id);
+}
+
+/// The mount-destination race (CVE-2021-30465, CVE-2024-45310) through
+/// containerd, as the attack: a running task swaps, as fast as it can, a
+/// directory of a volume it shares with other tasks for a symlink to a
+/// host directory, while `ctr run` starts tasks with a mount under it. The
+/// host directory's file is never truncated and it gets no new entry.
+#[test]
+fn mount_destinations_swapped_for_symlinks_never_reach_the_host() {
+    let ctd = Containerd::start();
+    let victim = TempDir(std::path::PathBuf::from("/var/tmp").join(unique("isoexec-victim")));
+    std::fs::create_dir_all(victim.path()).unwrap();
+    std::fs::write(victim.path().join("f"), "precious").unwrap();
+    let vol = TempDir::new("isoexec-volume");
+    let attacker = TempDir::new("attacker");
+    swapper(&attacker.path().join("swap"));
+    let src = attacker.path().join("src");
+    std::fs::write(&src, "bound").unwrap();
+    let volume = format!(
+        "type=bind,src={},dst=/vol,options=rbind:rw",
+        vol.path().display()
+    );
+    let tools = format!(
+        "type=bind,src={},dst=/attacker,options=rbind:ro",
+        attacker.path().display()
+    );
+    let id = unique("swapper");
+    let script = format!(
+        "mkdir /vol/x && ln -s {} /vol/l && exec /attacker/swap /vol/x /vol/l",
+        victim.path().display()
+    );
+    let o = ctd.run(
+        &["-d", "--mount", &volume, "--mount", &tools],
+        &id,
+        &["sh", "-c", &script],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(eventually(5, || vol.path().join("l").exists()));
+    let (mut made, mut refused) = (0, 0);
+    for i in 0..30 {
+        let dest = if i % 2 == 0 {
+            "/vol/x/f"
+        } else {
+            "/vol/x/new/f"
+        };
+        let target = format!(
+            "type=bind,src={},dst={dest},options=rbind:ro",
+            src.display()
+        );
+        let v = unique("victim");
+        let o = ctd.run(
+            &["--rm", "--mount", &volume, "--mount", &target],
+            &v,
+            &["true"],
+        );
+        if o.status.success() {
+            made += 1;
+        } else {
+            refused += 1;
+            // A refused create leaves a container record behind in ctr.
+            let _ = ctd.ctr(&["c", "rm", &v]);
+        }
+    }
+    eprintln!("tasks started under the swapping directory: {made}, refused: {refused}");
+    ctd.kill_and_remove(&id);
+    assert_eq!(
+        std::fs::read_to_string(victim.path().join("f")).unwrap(),
+        "precious",
+        "a host file was truncated or written through the swapped directory"
+    );
+    let entries: Vec<String> = std::fs::read_dir(victim.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, vec!["f"], "the host directory got new entries");
+    ctd.assert_clean(&id);
+}
+
+/// Keyrings and state, as the attack, through containerd: a task reads the
+/// keys of the session that started containerd (its shims inherit it), and
+/// any host user reads a task's environment from the shim's state. Each
+/// task gets its own session keyring; state is 0600 under 0700 directories.
+#[test]
+fn tasks_cannot_read_containerds_keys_nor_host_users_the_state() {
+    let name = unique("isoexec-ctd-secret");
+    session_key(&name, "containerd-secret");
+    let ctd = Containerd::start();
+    let id = unique("keys");
+    let script = format!(
+        "keyctl request user {name} >/dev/null 2>&1 && echo found || echo unreadable; sleep 1000"
+    );
+    let o = ctd.run(
+        &["-d", "--env", "API_TOKEN=hunter2-secret"],
+        &id,
+        &["sh", "-c", &script],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let state = ctd
+        .state()
+        .join("isoexec/default")
+        .join(&id)
+        .join("state.json");
+    assert!(eventually(5, || std::fs::read_to_string(&state)
+        .is_ok_and(|s| s.contains("hunter2-secret"))));
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!(mode(&state), 0o600);
+    assert_eq!(mode(state.parent().unwrap()), 0o700);
+    assert_eq!(mode(state.parent().unwrap().parent().unwrap()), 0o700);
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && !stdout(&o).contains("hunter2"));
+    // A process started in the task looks for the key.
+    let o = ctd.ok(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "k1",
+        &id,
+        "sh",
+        "-c",
+        &format!("keyctl request user {name} >/dev/null 2>&1 && echo found || echo unreadable"),
+    ]);
+    assert_eq!(o, "unreadable\n");
+    ctd.kill_and_remove(&id);
+    ctd.assert_clean(&id);
 }

@@ -142,6 +142,10 @@ struct CreateArgs {
     /// The size of /local and /tmp together, in MiB (ENOSPC at the limit).
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     disk: u64,
+    /// runtime/default (Docker's profile, the default), unconfined, or
+    /// localhost/PATH (a linux.seccomp JSON file on the host).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    seccomp: String,
     /// HOST:TASK[:ro], repeatable.
     #[arg(long = "mount", value_parser = mount)]
     mounts: Vec<Mount>,
@@ -403,6 +407,7 @@ fn create_request(a: &CreateArgs) -> CreateTaskRequest {
             stdout_path: a.stdout.clone(),
             stderr_path: a.stderr.clone(),
             ephemeral_disk_mb: a.disk,
+            seccomp_profile: a.seccomp.clone(),
         }),
     }
 }

@@ -35,6 +35,12 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    // Tasks' processes are forks of this one: never as the host's writable
+    // binary (CVE-2019-5736). Re-executes isoexecd when it must.
+    if let Err(e) = runtime::sys::exe::ensure_sealed(&args.state_dir) {
+        eprintln!("isoexecd: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     // Single-threaded: the supervisor forks tasks' inits from this thread.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -197,6 +197,10 @@ enum Verb {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
+        /// Add Docker's default seccomp profile (made for the template's
+        /// capabilities): the profile isoexecd gives its tasks.
+        #[arg(long)]
+        seccomp: bool,
     },
     /// Print the OCI features document.
     Features,
@@ -252,6 +256,14 @@ fn log_line(cli: &Cli, level: &str, msg: &str) {
 fn run(cli: &Cli) -> Result<u8> {
     let root = &cli.root;
     let load = |id: &str| Container::load(root, id);
+    if matches!(
+        cli.verb,
+        Verb::Create(_) | Verb::Run { .. } | Verb::Exec { .. }
+    ) {
+        // These fork into a task: never as the host's writable binary.
+        let seal = runtime::sys::exe::ensure_sealed(root)?;
+        runtime::debug::phase(&format!("exe sealed: {seal:?}"));
+    }
     match &cli.verb {
         Verb::Create(a) => {
             let created = container::create(&create_options(cli, a)?)?;
@@ -431,7 +443,7 @@ fn run(cli: &Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Verb::Spec { bundle } => {
+        Verb::Spec { bundle, seccomp } => {
             let path = bundle.join(runtime::bundle::CONFIG);
             if path.exists() {
                 return Err(Error::InvalidArgument(format!(
@@ -440,7 +452,17 @@ fn run(cli: &Cli) -> Result<u8> {
                 )));
             }
             let driver = DriverConfig::load(cli.config.as_deref())?;
-            let text = serde_json::to_string_pretty(&runtime::features::spec_template_for(&driver))
+            let mut template = runtime::features::spec_template_for(&driver);
+            if *seccomp {
+                let caps: Vec<String> = template["process"]["capabilities"]["bounding"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect();
+                template["linux"]["seccomp"] = runtime::seccomp_default::profile(&caps);
+            }
+            let text = serde_json::to_string_pretty(&template)
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
             std::fs::write(&path, text + "\n")
                 .map_err(|e| Error::sys(format!("writing {}", path.display()), e))?;

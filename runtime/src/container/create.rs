@@ -145,7 +145,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         write_atomic(&dir.join(STATE_FILE), &json)
     };
     save(&state)?;
-    let init = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
+    let (init, made) = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
+    undo.add_created(&made);
+    if let Some(p) = state.chroot.as_mut() {
+        p.created.extend(
+            made.into_iter()
+                .map(|path| sys::chroot::Created { path, tree: false }),
+        );
+    }
     state.pid = init.as_raw();
     state.start_time = sys::process_start_time(init.as_raw()).unwrap_or(0);
     save(&state)?;
@@ -170,7 +177,7 @@ fn spawn(
     prepared: Option<&Prepared>,
     dir: &Path,
     undo: &mut Undo,
-) -> Result<Pid> {
+) -> Result<(Pid, Vec<PathBuf>)> {
     crate::debug::phase("create: cgroup");
     let cgroup = CgroupManager::create(
         &plan.cgroup.path,
@@ -254,19 +261,45 @@ fn spawn(
 
     // Bounded: an init stuck in its set-up is killed (by the undo) and
     // the create fails, rather than hanging its caller.
-    match parent_end.recv_within(INIT_TIMEOUT).map_err(|e| match e {
-        nix::errno::Errno::ETIMEDOUT => Error::Init(format!(
-            "the container init did not finish its set-up within {} s",
-            INIT_TIMEOUT.as_secs()
-        )),
-        e => Error::sys("waiting for the container init", std::io::Error::from(e)),
-    })? {
-        Some((msg::READY, _)) => {
-            crate::debug::phase("create: init ready");
-            Ok(child)
+    let deadline = std::time::Instant::now() + INIT_TIMEOUT;
+    let mut made: Vec<PathBuf> = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let m = parent_end.recv_within(left).map_err(|e| match e {
+            nix::errno::Errno::ETIMEDOUT => Error::Init(format!(
+                "the container init did not finish its set-up within {} s",
+                INIT_TIMEOUT.as_secs()
+            )),
+            e => Error::sys("waiting for the container init", std::io::Error::from(e)),
+        });
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                undo.add_created(&made);
+                return Err(e);
+            }
+        };
+        match m {
+            Some((msg::MADE, body)) => {
+                use std::os::unix::ffi::OsStrExt;
+                made.extend(
+                    body.split(|b| *b == 0)
+                        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))),
+                );
+            }
+            Some((msg::READY, _)) => {
+                crate::debug::phase("create: init ready");
+                return Ok((child, made));
+            }
+            Some((msg::ERROR, m)) => {
+                undo.add_created(&made);
+                return Err(Error::Init(String::from_utf8_lossy(&m).into_owned()));
+            }
+            _ => {
+                undo.add_created(&made);
+                return Err(Error::Init("the container init died during set-up".into()));
+            }
         }
-        Some((msg::ERROR, m)) => Err(Error::Init(String::from_utf8_lossy(&m).into_owned())),
-        _ => Err(Error::Init("the container init died during set-up".into())),
     }
 }
 
@@ -280,6 +313,17 @@ struct Undo {
 }
 
 impl Undo {
+    /// What the init made in the task directory goes with the rest.
+    fn add_created(&mut self, made: &[PathBuf]) {
+        if let Some((_, p)) = self.chroot.as_mut() {
+            p.created
+                .extend(made.iter().map(|path| sys::chroot::Created {
+                    path: path.clone(),
+                    tree: false,
+                }));
+        }
+    }
+
     fn disarm(&mut self) {
         self.dir = None;
         self.cgroup = None;

@@ -7,18 +7,17 @@
 //! namespace before pivot_root: its mounts die with the namespace.
 
 use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use serde::{Deserialize, Serialize};
 
-use super::resolve_in_root;
+use super::at::{self, Root};
 use crate::config::ChrootMode;
 use crate::driver::{ChrootPlan, TASK_ALLOC, TASK_LOCAL, TASK_SECRETS, TASK_TMP};
 use crate::error::{Context, Error, Result};
-
-const NONE: Option<&str> = None;
 
 /// Something `prepare` created inside the task's root, removed on delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,17 +75,19 @@ pub fn prepare(
         fs::create_dir(root).ctx(|| format!("creating the task directory {}", root.display()))?;
         p.created_root = true;
     }
-    let r = prepare_into(plan, root, state_root, &mut p).and_then(|_| {
-        for m in spec_mounts {
-            let Some(top) = m.components().nth(1) else {
-                continue;
-            };
-            let top = Path::new("/").join(top);
-            let target = resolve_in_root(root, &top).ctx(|| top.display().to_string())?;
-            mkdir_recording(&target, root, false, &mut p)?;
-        }
-        Ok(())
-    });
+    let r = Root::open(root)
+        .ctx(|| format!("opening the task directory {}", root.display()))
+        .and_then(|r| {
+            prepare_into(plan, &r, root, state_root, &mut p)?;
+            for m in spec_mounts {
+                let Some(top) = m.components().nth(1) else {
+                    continue;
+                };
+                let top = Path::new("/").join(top);
+                mkdir_recording(&r, &top, false, &mut p)?;
+            }
+            Ok(())
+        });
     if let Err(e) = r {
         undo(root, &p);
         return Err(e);
@@ -103,22 +104,32 @@ pub fn undo(root: &Path, p: &Prepared) {
     }
 }
 
-fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepared) -> Result<()> {
+fn prepare_into(
+    plan: &ChrootPlan,
+    r: &Root,
+    root: &Path,
+    state_root: &Path,
+    p: &mut Prepared,
+) -> Result<()> {
     for dir in [TASK_LOCAL, TASK_SECRETS, TASK_ALLOC, TASK_TMP] {
         // Resolved inside the root: an image's `tmp -> /etc` must not lead
         // the chmod below to the host's /etc.
-        let target = resolve_in_root(root, Path::new(dir)).ctx(|| dir.to_string())?;
         let made = p.created.len();
-        mkdir_recording(&target, root, dir != TASK_SECRETS && dir != TASK_ALLOC, p)?;
+        let fd = mkdir_recording(
+            r,
+            Path::new(dir),
+            dir != TASK_SECRETS && dir != TASK_ALLOC,
+            p,
+        )?;
         if dir == TASK_TMP && p.created.len() > made {
-            fs::set_permissions(&target, fs::Permissions::from_mode(0o1777))
-                .ctx(|| format!("chmod 1777 {}", target.display()))?;
+            fs::set_permissions(at::fd_path(fd.as_fd()), fs::Permissions::from_mode(0o1777))
+                .ctx(|| format!("chmod 1777 {dir}"))?;
         }
     }
     fs::create_dir_all(&plan.alloc_host)
         .ctx(|| format!("creating {}", plan.alloc_host.display()))?;
 
-    let root_canon = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let root_canon = at::host_path(r.fd()).unwrap_or_else(|_| root.to_path_buf());
     let hidden_host = expand_hidden(&plan.hide);
     let mut skip = vec![root_canon.as_path(), state_root];
     skip.extend(hidden_host.iter().map(PathBuf::as_path));
@@ -128,14 +139,15 @@ fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepa
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::sys(format!("chroot_env {}", host.display()), e)),
         };
-        let target = resolve_in_root(root, task).ctx(|| task.display().to_string())?;
+        let target;
         match plan.mode {
             ChrootMode::Bind | ChrootMode::Overlay => {
-                if meta.is_dir() {
-                    mkdir_recording(&target, root, false, p)?;
+                let fd = if meta.is_dir() {
+                    mkdir_recording(r, task, false, p)?
                 } else {
-                    file_recording(&target, root, p)?;
-                }
+                    file_recording(r, task, p)?
+                };
+                target = at::host_path(fd.as_fd()).ctx(|| task.display().to_string())?;
                 if plan.mode == ChrootMode::Overlay {
                     if !meta.is_dir() {
                         return Err(Error::InvalidArgument(format!(
@@ -149,10 +161,14 @@ fn prepare_into(plan: &ChrootPlan, root: &Path, state_root: &Path, p: &mut Prepa
                 }
             }
             ChrootMode::Link => {
+                let mut made = Vec::new();
+                let parent = r.parent(task, &mut made);
+                record(p, made, false);
+                let (dir, name) = parent.ctx(|| task.display().to_string())?;
+                target = at::host_path(dir.as_fd())
+                    .ctx(|| task.display().to_string())?
+                    .join(&name);
                 let existed = fs::symlink_metadata(&target).is_ok();
-                if let Some(parent) = target.parent() {
-                    mkdir_recording(parent, root, false, p)?;
-                }
                 link_tree(host, &target, &Skip { paths: &skip })?;
                 if !existed {
                     p.created.push(Created {
@@ -225,42 +241,31 @@ fn expand_hidden(patterns: &[String]) -> Vec<PathBuf> {
     out
 }
 
-/// mkdir -p, recording each directory it made (outermost first). The
-/// mkdir itself is the existence test: one system call for a directory
-/// whose parent exists, which is the common case.
-fn mkdir_recording(path: &Path, root: &Path, tree: bool, p: &mut Prepared) -> Result<()> {
-    match fs::create_dir(path) {
-        Ok(()) => {
-            p.created.push(Created {
-                path: path.to_path_buf(),
-                tree,
-            });
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != root => match path.parent() {
-            Some(parent) if parent.starts_with(root) => {
-                mkdir_recording(parent, root, false, p)?;
-                mkdir_recording(path, root, tree, p)
-            }
-            _ => Err(Error::sys(format!("mkdir {}", path.display()), e)),
-        },
-        Err(e) => Err(Error::sys(format!("mkdir {}", path.display()), e)),
-    }
+/// mkdir -p inside the root, recording each directory it made (outermost
+/// first; the last one, `path` itself, as a `tree` when asked).
+fn mkdir_recording(r: &Root, path: &Path, tree: bool, p: &mut Prepared) -> Result<OwnedFd> {
+    let mut made = Vec::new();
+    let fd = r.mkdir_all(path, 0o755, &mut made);
+    record(p, made, tree);
+    fd.ctx(|| format!("mkdir {} in the task directory", path.display()))
 }
 
-fn file_recording(path: &Path, root: &Path, p: &mut Prepared) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        mkdir_recording(parent, root, false, p)?;
-    }
-    if fs::symlink_metadata(path).is_err() {
-        fs::File::create(path).ctx(|| format!("create {}", path.display()))?;
+/// An empty file to bind a file on, recorded when it was made.
+fn file_recording(r: &Root, path: &Path, p: &mut Prepared) -> Result<OwnedFd> {
+    let mut made = Vec::new();
+    let fd = r.file(path, 0o644, &mut made);
+    record(p, made, false);
+    fd.ctx(|| format!("creating {} in the task directory", path.display()))
+}
+
+fn record(p: &mut Prepared, made: Vec<PathBuf>, last_is_tree: bool) {
+    let n = made.len();
+    for (i, path) in made.into_iter().enumerate() {
         p.created.push(Created {
-            path: path.to_path_buf(),
-            tree: false,
+            path,
+            tree: last_is_tree && i + 1 == n,
         });
     }
-    Ok(())
 }
 
 /// The exec driver's copy: hardlink every file (copy across filesystems),
@@ -320,6 +325,22 @@ pub fn mount_all(
     uid: u32,
     gid: u32,
 ) -> Result<()> {
+    // Every target is resolved inside the root to a descriptor and mounted
+    // onto it: a task of the sandbox that changes /alloc, say, cannot lead
+    // these mounts elsewhere.
+    let r = Root::open(root).ctx(|| format!("opening the task directory {}", root.display()))?;
+    let root_host = at::host_path(r.fd()).ctx(|| root.display().to_string())?;
+    let inside = |target: &Path| -> Result<OwnedFd> {
+        let rel = target.strip_prefix(&root_host).map_err(|_| {
+            Error::Init(format!(
+                "{} is not in the task directory {}",
+                target.display(),
+                root_host.display()
+            ))
+        })?;
+        r.resolve(rel).ctx(|| target.display().to_string())
+    };
+    let readonly = MsFlags::MS_RDONLY;
     for Entry {
         index,
         host,
@@ -328,7 +349,9 @@ pub fn mount_all(
     {
         let what = || format!("chroot_env {} at {}", host.display(), target.display());
         match plan.mode {
-            ChrootMode::Bind => bind_readonly(host, target).ctx(what)?,
+            ChrootMode::Bind => {
+                at::bind(host, inside(target)?.as_fd(), readonly, true).ctx(what)?;
+            }
             ChrootMode::Overlay => {
                 let layer = plan.overlay_dir.join(index.to_string());
                 for p in [host.as_path(), &layer] {
@@ -345,10 +368,10 @@ pub fn mount_all(
                     layer.join("upper").display(),
                     layer.join("work").display()
                 );
-                mount(
-                    Some("overlay"),
-                    target,
-                    Some("overlay"),
+                at::mount_fs(
+                    Path::new("overlay"),
+                    inside(target)?.as_fd(),
+                    "overlay",
                     MsFlags::empty(),
                     Some(data.as_str()),
                 )
@@ -362,53 +385,64 @@ pub fn mount_all(
                 }
                 // The copies share inodes with the host's files: read-only,
                 // so the task cannot change a host file through them.
-                bind_readonly(target, target).ctx(what)?;
+                let fd = inside(target)?;
+                at::bind(&at::fd_path(fd.as_fd()), fd.as_fd(), readonly, true).ctx(what)?;
             }
         }
     }
 
     // chroot_env_hide: what the entries would show of the host's secrets.
     for h in &prepared.hidden {
-        super::rootfs::mask_path(h)?;
+        if let Ok(rel) = h.strip_prefix(&root_host) {
+            super::rootfs::mask_path(&r, rel)?;
+        }
     }
 
-    let at = |p: &str| resolve_in_root(root, Path::new(p)).ctx(|| p.to_string());
+    let at_dir = |p: &str| r.resolve(Path::new(p)).ctx(|| p.to_string());
     // Scratch directories stay writable even when the root is read-only;
     // with ephemeral_disk_mb they share one filesystem of that size.
     let disk = plan
         .disk_mb
         .map(|mb| mount_disk(&plan.disk_dir, mb))
         .transpose()?;
+    let mut owned_by_task = Vec::new();
     for dir in [TASK_LOCAL, TASK_TMP] {
-        let d = at(dir)?;
+        let d = at_dir(dir)?;
         let src = match &disk {
             Some(disk) => disk.join(dir.trim_start_matches('/')),
-            None => d.clone(),
+            None => at::fd_path(d.as_fd()),
         };
-        mount(Some(&src), &d, NONE, MsFlags::MS_BIND, NONE).ctx(|| format!("bind {dir}"))?;
+        let m = at::bind(&src, d.as_fd(), MsFlags::empty(), false).ctx(|| format!("bind {dir}"))?;
+        if dir == TASK_LOCAL {
+            owned_by_task.push(m);
+        }
     }
-    let alloc = at(TASK_ALLOC)?;
-    mount(Some(&plan.alloc_host), &alloc, NONE, MsFlags::MS_BIND, NONE)
-        .ctx(|| format!("bind {} at /alloc", plan.alloc_host.display()))?;
-    let secrets = at(TASK_SECRETS)?;
-    mount(
-        Some("tmpfs"),
-        &secrets,
-        Some("tmpfs"),
+    let alloc = at::bind(
+        &plan.alloc_host,
+        at_dir(TASK_ALLOC)?.as_fd(),
+        MsFlags::empty(),
+        false,
+    )
+    .ctx(|| format!("bind {} at /alloc", plan.alloc_host.display()))?;
+    owned_by_task.push(alloc);
+    let secrets = at::mount_fs(
+        Path::new("tmpfs"),
+        at_dir(TASK_SECRETS)?.as_fd(),
+        "tmpfs",
         MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0700,size=1m"),
     )
     .ctx(|| "tmpfs at /secrets".into())?;
+    owned_by_task.push(secrets);
     if uid != 0 || gid != 0 {
-        for d in [at(TASK_LOCAL)?, secrets, alloc] {
-            nix::unistd::chown(&d, Some(uid.into()), Some(gid.into()))
-                .ctx(|| format!("chown {}", d.display()))?;
+        for d in &owned_by_task {
+            nix::unistd::chown(&at::fd_path(d.as_fd()), Some(uid.into()), Some(gid.into()))
+                .ctx(|| "chown of the task's writable directories".into())?;
         }
     }
     Ok(())
 }
 
-/// A recursive bind of `src` at `target`, read-only all the way down.
 /// The task's ephemeral disk: a tmpfs of `mb` MiB at `dir` (in the task's
 /// own mount namespace: the host sees an empty directory of the state),
 /// with `local` and `tmp` (1777) in it. What the task writes there counts
@@ -433,71 +467,16 @@ fn mount_disk(dir: &Path, mb: u64) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-fn bind_readonly(src: &Path, target: &Path) -> std::io::Result<()> {
-    mount(
-        Some(src),
-        target,
-        NONE,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        NONE,
-    )?;
-    readonly_recursive(target)
-}
-
-/// Makes a mount and everything below it read-only (mount_setattr, Linux
-/// 5.12+; a plain remount of the top mount before that).
-pub fn readonly_recursive(path: &Path) -> std::io::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr with a live path and attribute struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::ENOSYS) {
-        return Err(e);
-    }
-    mount(
-        NONE,
-        path,
-        NONE,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-        NONE,
-    )
-    .map_err(std::io::Error::from)
-}
-
 /// Removes what `prepare` created, innermost first. Paths that no longer
 /// lead inside `root` (a task may have replaced a directory with a symlink)
 /// are left alone.
 pub fn cleanup(root: &Path, created: &[Created]) {
     let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    for c in created.iter().rev() {
+    // Deepest first: lists handed down from other tasks on the same root
+    // are not in creation order (a child can come before its parent).
+    let mut order: Vec<&Created> = created.iter().rev().collect();
+    order.sort_by_key(|c| std::cmp::Reverse(c.path.components().count()));
+    for c in order {
         let inside = c
             .path
             .parent()

@@ -37,7 +37,14 @@ pub struct InitArgs<'a> {
 
 /// Body of the container's init. Never returns.
 pub fn init_main(args: InitArgs) -> ! {
-    match init_setup(&args) {
+    let mut made = Vec::new();
+    let r = init_setup(&args, &mut made);
+    // The exec driver's task directory is left as it was found: the
+    // runtime removes what the mounts needed, at delete or on failure.
+    if args.chroot.is_some() && args.sync.send_paths(&made).is_err() {
+        std::process::exit(1);
+    }
+    match r {
         Ok((exec, fifo)) => {
             if args.sync.send(msg::READY, b"").is_err() {
                 std::process::exit(1);
@@ -75,7 +82,7 @@ fn close_inherited(sync: &sys::SyncSocket, console: Option<RawFd>, preserve: i32
     sys::close_all_but(3 + preserve.max(0), &[sync.fd(), console.unwrap_or(-1)]);
 }
 
-fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
+fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<(Exec, OwnedFd)> {
     let plan = args.plan;
     nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
     if let Some(fds) = args.stdio {
@@ -140,7 +147,7 @@ fn init_setup(args: &InitArgs) -> Result<(Exec, OwnedFd)> {
             plan.process.gid,
         )?;
     }
-    rootfs::mount_spec(plan, &args.cgroups)?;
+    rootfs::mount_spec(plan, &args.cgroups, made)?;
     crate::debug::phase("init: pivot_root");
     rootfs::enter_root(plan)?;
     if plan.process.terminal {

@@ -2,15 +2,17 @@
 //! fork of the init, the mounts of its root, its credentials, and the exec.
 //! What to do is decided by [`crate::plan`]; this only carries it out.
 
+pub mod at;
 pub mod bpf;
 pub mod chroot;
+pub mod exe;
 pub mod init;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
@@ -163,6 +165,10 @@ pub mod msg {
     pub const READY: u8 = b'R';
     /// Child → runtime: failed; the rest of the message says why.
     pub const ERROR: u8 = b'E';
+    /// Init → runtime, before READY or ERROR: host paths it created in the
+    /// task directory for mounts to stand on (NUL-separated), removed with
+    /// the task.
+    pub const MADE: u8 = b'M';
 }
 
 impl SyncSocket {
@@ -174,6 +180,27 @@ impl SyncSocket {
             SockFlag::SOCK_CLOEXEC,
         )?;
         Ok((SyncSocket(a), SyncSocket(b)))
+    }
+
+    /// Sends `paths` as MADE messages that fit the receiver's buffer.
+    pub fn send_paths(&self, paths: &[PathBuf]) -> nix::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut body: Vec<u8> = Vec::new();
+        for p in paths {
+            let b = p.as_os_str().as_bytes();
+            if !body.is_empty() && body.len() + b.len() + 1 > 8000 {
+                self.send(msg::MADE, &body)?;
+                body.clear();
+            }
+            if !body.is_empty() {
+                body.push(0);
+            }
+            body.extend_from_slice(b);
+        }
+        if body.is_empty() {
+            return Ok(());
+        }
+        self.send(msg::MADE, &body)
     }
 
     pub fn send(&self, tag: u8, body: &[u8]) -> nix::Result<()> {
@@ -225,55 +252,6 @@ impl SyncSocket {
     pub fn fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
-}
-
-/// Resolves `path` (absolute, in the container's view) to a host path inside
-/// `root`, following symlinks as if `root` were `/`: a link can never lead
-/// out of the root. Components that do not exist are appended as they are.
-pub fn resolve_in_root(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
-    let mut pending: Vec<std::ffi::OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .rev()
-        .collect();
-    let mut done: Vec<std::ffi::OsString> = Vec::new();
-    let mut hops = 0;
-    while let Some(c) = pending.pop() {
-        if c == ".." {
-            done.pop();
-            continue;
-        }
-        let mut candidate = root.to_path_buf();
-        candidate.extend(&done);
-        candidate.push(&c);
-        match std::fs::symlink_metadata(&candidate) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
-                }
-                let target = std::fs::read_link(&candidate)?;
-                if target.is_absolute() {
-                    done.clear();
-                }
-                for t in target.components().rev() {
-                    match t {
-                        Component::Normal(n) => pending.push(n.to_os_string()),
-                        Component::ParentDir => pending.push("..".into()),
-                        _ => {}
-                    }
-                }
-            }
-            _ => done.push(c),
-        }
-    }
-    let mut out = root.to_path_buf();
-    out.extend(&done);
-    Ok(out)
 }
 
 /// Moves the calling process into its cgroup. Called by the child itself:
@@ -328,36 +306,6 @@ pub fn parse_stat(stat: &str) -> Option<(char, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn resolve_keeps_absolute_links_inside_the_root() {
-        let dir = std::env::temp_dir().join(format!("isoexec-resolve-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("real")).unwrap();
-        symlink("/etc", dir.join("escape")).unwrap();
-        symlink("../../../real", dir.join("up")).unwrap();
-        symlink("loop", dir.join("loop")).unwrap();
-        assert_eq!(
-            resolve_in_root(&dir, Path::new("/escape/passwd")).unwrap(),
-            dir.join("etc/passwd")
-        );
-        assert_eq!(
-            resolve_in_root(&dir, Path::new("/up/x")).unwrap(),
-            dir.join("real/x")
-        );
-        assert_eq!(
-            resolve_in_root(&dir, Path::new("/../../a")).unwrap(),
-            dir.join("a")
-        );
-        assert_eq!(
-            resolve_in_root(&dir, Path::new("/loop"))
-                .unwrap_err()
-                .raw_os_error(),
-            Some(libc::ELOOP)
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn stat_with_odd_command_names() {

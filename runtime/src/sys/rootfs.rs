@@ -4,15 +4,16 @@
 //! mount table: every mount dies with the namespace.
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use nix::unistd::{chdir, chown, chroot, pivot_root, Gid, Uid};
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
+use nix::unistd::{chdir, chroot, fchownat, pivot_root, symlinkat, Gid, Uid};
 
-use super::resolve_in_root;
+use super::at::{self, Root};
 use crate::error::{Context, Error, Result};
 use crate::plan::{DeviceKind, MountKind, MountPlan, Plan};
 
@@ -45,11 +46,17 @@ pub fn bind_root(plan: &Plan) -> Result<()> {
     .ctx(|| format!("bind-mounting root {}", root.display()))
 }
 
-/// The spec's mounts, then the devices in /dev.
-pub fn mount_spec(plan: &Plan, cgroups: &CgroupView) -> Result<()> {
-    let root = &plan.root.path;
+/// The spec's mounts, then the devices in /dev. Every destination is
+/// resolved inside the root to a descriptor and mounted onto it
+/// ([`super::at`]): a task that swaps a directory of a shared volume for a
+/// symlink cannot lead a mount, a mkdir or a file creation to the host.
+/// The host paths of what it creates for mounts to stand on go to `made`.
+pub fn mount_spec(plan: &Plan, cgroups: &CgroupView, made: &mut Vec<PathBuf>) -> Result<()> {
+    // Opened after bind_root: the root's own mount, the one pivoted into.
+    let root = Root::open(&plan.root.path)
+        .ctx(|| format!("opening the root {}", plan.root.path.display()))?;
     for m in &plan.mounts {
-        mount_one(root, m, cgroups).map_err(|e| match e {
+        mount_one(&root, m, cgroups, made).map_err(|e| match e {
             Error::Sys { context, source } => Error::Sys {
                 context: format!("mounting {} ({context})", m.destination.display()),
                 source,
@@ -63,162 +70,153 @@ pub fn mount_spec(plan: &Plan, cgroups: &CgroupView) -> Result<()> {
         .iter()
         .any(|m| m.destination == Path::new("/dev"));
     if dev_is_mounted {
-        create_devices(plan)?;
+        create_devices(plan, &root)?;
     }
     Ok(())
 }
 
-fn mount_one(root: &Path, m: &MountPlan, cgroups: &CgroupView) -> Result<()> {
-    let dest = resolve_in_root(root, &m.destination).ctx(|| "resolving destination".into())?;
-    match &m.kind {
+fn mount_one(
+    root: &Root,
+    m: &MountPlan,
+    cgroups: &CgroupView,
+    made: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let dest = &m.destination;
+    let top = match &m.kind {
         MountKind::Bind { recursive } => {
             let src = m.source.as_deref().unwrap_or(Path::new(""));
             let meta = fs::metadata(src).ctx(|| format!("bind source {}", src.display()))?;
-            make_mount_point(&dest, meta.is_dir())?;
-            let mut flags = MsFlags::MS_BIND;
-            if *recursive {
-                flags |= MsFlags::MS_REC;
-            }
-            mount(Some(src), &dest, NONE, flags, NONE).ctx(|| "bind".into())?;
-            if !m.flags.is_empty() {
-                remount_bind(&dest, m.flags, *recursive)?;
-            }
+            let at = mount_point(root, dest, meta.is_dir(), made)?;
+            at::bind(src, at.as_fd(), m.flags, *recursive).ctx(|| "bind".into())?
         }
         MountKind::Fs { fstype } => {
-            make_mount_point(&dest, true)?;
+            let at = mount_point(root, dest, true, made)?;
+            if fstype == "proc" || fstype == "sysfs" {
+                exactly_at(root, dest, at.as_fd(), fstype)?;
+            }
             let source = m
                 .source
                 .as_deref()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| fstype.into());
-            let r = mount(
-                Some(&source),
-                &dest,
-                Some(fstype.as_str()),
-                m.flags,
-                m.data.as_deref(),
-            );
+            let r = at::mount_fs(&source, at.as_fd(), fstype, m.flags, m.data.as_deref());
             match r {
                 // sysfs and mqueue may only be mounted by the owner of the
                 // net / ipc namespace: share the host's, read-only, as runc does.
-                Err(Errno::EPERM) | Err(Errno::EBUSY)
-                    if fstype == "sysfs" || fstype == "mqueue" =>
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EBUSY))
+                        && (fstype == "sysfs" || fstype == "mqueue") =>
                 {
                     let host = if fstype == "sysfs" {
                         "/sys"
                     } else {
                         "/dev/mqueue"
                     };
-                    mount(
-                        Some(host),
-                        &dest,
-                        NONE,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        NONE,
+                    at::bind(
+                        Path::new(host),
+                        at.as_fd(),
+                        m.flags | MsFlags::MS_RDONLY,
+                        true,
                     )
-                    .ctx(|| format!("bind {host}"))?;
-                    remount_bind(&dest, m.flags | MsFlags::MS_RDONLY, true)?;
+                    .ctx(|| format!("bind {host}"))?
                 }
                 r => r.ctx(|| format!("{fstype} {}", m.data.as_deref().unwrap_or("")))?,
             }
         }
         MountKind::Cgroup => {
-            make_mount_point(&dest, true)?;
-            mount_cgroups(&dest, m.flags, cgroups)?;
+            let at = mount_point(root, dest, true, made)?;
+            mount_cgroups(at.as_fd(), m.flags, cgroups)?
         }
-    }
+    };
     for p in &m.propagation {
-        mount(NONE, &dest, NONE, *p, NONE).ctx(|| format!("propagation {p:?}"))?;
+        at::set_propagation(top.as_fd(), *p).ctx(|| format!("propagation {p:?}"))?;
     }
     Ok(())
 }
 
 /// Shows the container its own cgroup: on v1 a tmpfs with one directory per
 /// controller, each a bind of the container's cgroup; on v2 a bind of it.
-fn mount_cgroups(dest: &Path, flags: MsFlags, cgroups: &CgroupView) -> Result<()> {
-    let readonly = flags.contains(MsFlags::MS_RDONLY);
+/// Returns the mount made at `dest`.
+fn mount_cgroups(dest: BorrowedFd, flags: MsFlags, cgroups: &CgroupView) -> Result<OwnedFd> {
     if cgroups.v2 {
-        if let Some((_, dir)) = cgroups.dirs.first() {
-            mount(
-                Some(dir),
-                dest,
-                NONE,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                NONE,
-            )
-            .ctx(|| format!("bind {}", dir.display()))?;
-            remount_bind(dest, flags, true)?;
-        }
-        return Ok(());
+        let Some((_, dir)) = cgroups.dirs.first() else {
+            return Err(Error::Init("no cgroup to mount".into()));
+        };
+        return at::bind(dir, dest, flags, true).ctx(|| format!("bind {}", dir.display()));
     }
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("tmpfs"), dest, Some("tmpfs"), base, Some("mode=755"))
+    let tmpfs = at::mount_fs(Path::new("tmpfs"), dest, "tmpfs", base, Some("mode=755"))
         .ctx(|| "tmpfs for cgroups".into())?;
+    // The tmpfs is new and the task not running: its own root.
+    let inside = Root::open(&at::fd_path(tmpfs.as_fd())).ctx(|| "the cgroup tmpfs".into())?;
     for (name, dir) in cgroups.dirs {
-        let target = dest.join(name);
-        make_mount_point(&target, true)?;
-        mount(Some(dir), &target, NONE, MsFlags::MS_BIND, NONE)
+        let target = inside
+            .mkdir_all(Path::new(name), 0o755, &mut Vec::new())
+            .ctx(|| format!("mkdir {name}"))?;
+        at::bind(dir, target.as_fd(), flags | base, false)
             .ctx(|| format!("bind {}", dir.display()))?;
-        remount_bind(&target, flags | base, false)?;
     }
-    if readonly {
-        mount(
-            NONE,
-            dest,
-            NONE,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
-            Some("mode=755"),
-        )
-        .ctx(|| "read-only cgroup tmpfs".into())?;
+    if flags.contains(MsFlags::MS_RDONLY) {
+        at::set_flags(tmpfs.as_fd(), base | MsFlags::MS_RDONLY, false)
+            .ctx(|| "read-only cgroup tmpfs".into())?;
+    }
+    Ok(tmpfs)
+}
+
+/// A proc or sysfs mount goes where the spec says, not where a symlink of
+/// the image leads: the runtime writes sysctls and masks through these
+/// paths once the root is `/`, and must not find something else there
+/// (CVE-2019-19921, CVE-2019-16884).
+fn exactly_at(root: &Root, dest: &Path, at: BorrowedFd, fstype: &str) -> Result<()> {
+    let (root_host, here) = (
+        at::host_path(root.fd()).ctx(|| "the root".into())?,
+        at::host_path(at).ctx(|| dest.display().to_string())?,
+    );
+    let want = root_host.join(dest.strip_prefix("/").unwrap_or(dest));
+    if here != want {
+        return Err(Error::InvalidArgument(format!(
+            "mounts: {fstype} at {}: the root's {} is a symlink (it leads to {});              {fstype} must be mounted on a real directory",
+            dest.display(),
+            dest.display(),
+            here.strip_prefix(&root_host).map_or(here.clone(), |p| Path::new("/").join(p)).display()
+        )));
     }
     Ok(())
 }
 
-/// Applies per-mount flags (ro, nosuid, ...) to a bind mount: a bind takes
-/// no flags of its own, so they are set by a remount.
-fn remount_bind(dest: &Path, flags: MsFlags, recursive: bool) -> Result<()> {
-    let mut f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
-    if recursive {
-        f |= MsFlags::MS_REC;
-    }
-    mount(NONE, dest, NONE, f, NONE).ctx(|| format!("remount with {flags:?}"))
-}
-
-/// Creates what a mount needs to stand on: a directory, or an empty file for
-/// a bind of a file.
-fn make_mount_point(path: &Path, dir: bool) -> Result<()> {
-    if dir {
-        if !path.is_dir() {
-            fs::create_dir_all(path).ctx(|| format!("mkdir {}", path.display()))?;
-        }
+/// What a mount stands on, inside the root: a directory, or for a bind of
+/// a file an empty file (an existing one is used as it is, never
+/// truncated).
+fn mount_point(root: &Root, dest: &Path, dir: bool, made: &mut Vec<PathBuf>) -> Result<OwnedFd> {
+    let r = if dir {
+        root.mkdir_all(dest, 0o755, made)
     } else {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).ctx(|| format!("mkdir {}", parent.display()))?;
-        }
-        if fs::symlink_metadata(path).is_err() {
-            fs::File::create(path).ctx(|| format!("create {}", path.display()))?;
-        }
-    }
-    Ok(())
+        root.file(dest, 0o644, made)
+    };
+    r.ctx(|| format!("creating the mount point {} in the root", dest.display()))
 }
 
-fn create_devices(plan: &Plan) -> Result<()> {
-    let root = &plan.root.path;
+fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
     let old = nix::sys::stat::umask(Mode::empty());
     let r = (|| {
         for d in &plan.devices {
-            let path = resolve_in_root(root, &d.path).ctx(|| d.path.display().to_string())?;
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).ctx(|| format!("mkdir {}", parent.display()))?;
-            }
+            let (dir, name) = root
+                .parent(&d.path, &mut Vec::new())
+                .ctx(|| d.path.display().to_string())?;
             let kind = match d.kind {
                 DeviceKind::Char => SFlag::S_IFCHR,
                 DeviceKind::Block => SFlag::S_IFBLK,
                 DeviceKind::Fifo => SFlag::S_IFIFO,
             };
-            let _ = fs::remove_file(&path);
-            match mknod(
-                &path,
+            // Whatever is there goes (unlinkat never follows a symlink).
+            let _ = nix::unistd::unlinkat(
+                dir.as_fd(),
+                name.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            match mknodat(
+                dir.as_fd(),
+                name.as_os_str(),
                 kind,
                 Mode::from_bits_truncate(d.mode),
                 makedev(d.major, d.minor),
@@ -226,24 +224,27 @@ fn create_devices(plan: &Plan) -> Result<()> {
                 Ok(()) => {}
                 // Without CAP_MKNOD, bind the host's node (runc does the same).
                 Err(Errno::EPERM) => {
-                    make_mount_point(&path, false)?;
-                    mount(Some(&d.path), &path, NONE, MsFlags::MS_BIND, NONE)
+                    let at = mount_point(root, &d.path, false, &mut Vec::new())?;
+                    at::bind(&d.path, at.as_fd(), MsFlags::empty(), false)
                         .ctx(|| format!("bind device {}", d.path.display()))?;
                 }
                 Err(e) => return Err(Error::sys(format!("mknod {}", d.path.display()), e)),
             }
-            chown(
-                &path,
+            fchownat(
+                dir.as_fd(),
+                name.as_os_str(),
                 Some(Uid::from_raw(d.uid)),
                 Some(Gid::from_raw(d.gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
             )
             .ctx(|| format!("chown {}", d.path.display()))?;
         }
         for (target, link) in &plan.dev_symlinks {
-            let path = root.join(link.strip_prefix("/").unwrap_or(link));
-            match symlink(target, &path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            let (dir, name) = root
+                .parent(link, &mut Vec::new())
+                .ctx(|| link.display().to_string())?;
+            match symlinkat(target.as_path(), dir.as_fd(), name.as_os_str()) {
+                Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(Error::sys(format!("symlink {}", link.display()), e)),
             }
         }
@@ -276,19 +277,23 @@ pub fn finish(plan: &Plan) -> Result<()> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         fs::write(&path, value).ctx(|| format!("sysctl {key}={value}"))?;
     }
+    let root = Root::open(Path::new("/")).ctx(|| "opening /".into())?;
     for p in &plan.masked_paths {
-        mask_path(p)?;
+        mask_path(&root, p)?;
     }
     for p in &plan.readonly_paths {
-        match mount(Some(p), p, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE) {
-            Err(Errno::ENOENT) => continue,
+        let at = match root.resolve(p) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
             r => r.ctx(|| format!("read-only path {}", p.display()))?,
-        }
-        remount_bind(
-            p,
+        };
+        // A bind of the path onto itself, read-only before it is attached.
+        at::bind(
+            &at::fd_path(at.as_fd()),
+            at.as_fd(),
             MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             true,
-        )?;
+        )
+        .ctx(|| format!("read-only path {}", p.display()))?;
     }
     if plan.root.readonly {
         mount(
@@ -306,19 +311,29 @@ pub fn finish(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Hides a path: /dev/null over a file, an empty read-only tmpfs over a
-/// directory. A path that does not exist needs no mask.
-pub(crate) fn mask_path(p: &Path) -> Result<()> {
-    let meta = match fs::metadata(p) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+/// Hides a path (resolved inside `root`): /dev/null over a file, an empty
+/// read-only tmpfs over a directory. A path that does not exist needs no
+/// mask.
+pub(crate) fn mask_path(root: &Root, p: &Path) -> Result<()> {
+    let at = match root.resolve(p) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(Error::sys(format!("masked path {}", p.display()), e)),
     };
-    if meta.is_dir() {
-        mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
-            .ctx(|| format!("masking {}", p.display()))
+    let is_dir = at::is_dir(at.as_fd()).ctx(|| format!("masked path {}", p.display()))?;
+    if is_dir {
+        at::mount_fs(
+            Path::new("tmpfs"),
+            at.as_fd(),
+            "tmpfs",
+            MsFlags::MS_RDONLY,
+            None,
+        )
+        .map(drop)
+        .ctx(|| format!("masking {}", p.display()))
     } else {
-        mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE)
+        at::bind(Path::new("/dev/null"), at.as_fd(), MsFlags::empty(), false)
+            .map(drop)
             .ctx(|| format!("masking {}", p.display()))
     }
 }

@@ -179,6 +179,8 @@ pub struct Isoexec {
     pub root: TempDir,
     /// A driver config file passed with --config to every command.
     pub config: Option<PathBuf>,
+    /// The binary to run, when not the built one (an attack's copy).
+    pub exe: Option<PathBuf>,
 }
 
 impl Default for Isoexec {
@@ -193,6 +195,7 @@ impl Isoexec {
         Isoexec {
             root: TempDir::new("isoexec-state"),
             config: None,
+            exe: None,
         }
     }
 
@@ -206,7 +209,7 @@ impl Isoexec {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(binary("isoexec"));
+        let mut c = Command::new(self.exe.clone().unwrap_or_else(|| binary("isoexec")));
         c.arg("--root").arg(self.root.path());
         if let Some(cfg) = &self.config {
             c.arg("--config").arg(cfg);
@@ -449,4 +452,114 @@ pub fn bpf_program_exists(id: u64) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// A copy of the built binary `name` in `dir`, for an attack that would
+/// destroy the binary it reaches.
+pub fn binary_copy(name: &str, dir: &Path) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::copy(binary(name), &p).expect("copying the binary");
+    p
+}
+
+/// CVE-2019-5736's attacker (tests/attack/exe_watch.c), built static once
+/// per test binary, copied to `dest`.
+pub fn exe_watch(dest: &Path) {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    attacker(&BUILT, "exe_watch", dest);
+}
+
+/// The mount-destination race's attacker (tests/attack/swap.c), copied
+/// to `dest`.
+pub fn swapper(dest: &Path) {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    attacker(&BUILT, "swap", dest);
+}
+
+fn attacker(built: &std::sync::OnceLock<PathBuf>, name: &str, dest: &Path) {
+    let built = built.get_or_init(|| {
+        let out = std::env::temp_dir().join(unique(name));
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("attack/{name}.c"));
+        let o = Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .output()
+            .expect("cc");
+        assert!(o.status.success(), "building {name}: {}", stderr(&o));
+        out
+    });
+    std::fs::copy(built, dest).expect("copying an attacker");
+}
+
+/// Copies what `bin` needs to start (its dynamic loader and libraries, at
+/// the same paths) into `rootfs`: a root of a static busybox can then run
+/// the built (dynamically linked) runtime binary, as an attack needs.
+pub fn copy_libraries(bin: &Path, rootfs: &Path) {
+    let o = Command::new("ldd").arg(bin).output().expect("ldd");
+    for line in stdout(&o).lines() {
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue;
+        };
+        let dest = rootfs.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(path, &dest).unwrap_or_else(|e| panic!("copying {path}: {e}"));
+    }
+}
+
+/// Runs the planted program (`attempt`) until exe_watch holds a handle
+/// on the binary it ran (`result`.caught), up to `tries` times.
+pub fn exe_attack_catch(result: &Path, tries: usize, mut attempt: impl FnMut()) {
+    let caught = result.with_extension("caught");
+    for _ in 0..tries {
+        attempt();
+        if eventually(2, || caught.exists()) {
+            return;
+        }
+    }
+    panic!("the attacker never caught the runtime's binary running in the task");
+}
+
+/// exe_watch's verdict, once it has one (it retries while the binary runs).
+pub fn exe_attack_verdict(result: &Path) -> String {
+    assert!(
+        eventually(70, || result.exists()),
+        "the attacker gave no verdict"
+    );
+    std::fs::read_to_string(result).unwrap()
+}
+
+/// Puts this test thread in a new session keyring holding a `user` key
+/// named `name`, as an operator's login session holds its secrets; the
+/// runtimes it starts inherit that keyring. Returns the key's id.
+pub fn session_key(name: &str, secret: &str) -> i64 {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    let ty = std::ffi::CString::new("user").unwrap();
+    let desc = std::ffi::CString::new(name).unwrap();
+    // SAFETY: keyctl and add_key with valid NUL-terminated strings and a
+    // live payload; the keyring changes this thread's credentials only.
+    unsafe {
+        assert!(
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_JOIN_SESSION_KEYRING,
+                std::ptr::null::<libc::c_char>()
+            ) > 0
+        );
+        let id = libc::syscall(
+            libc::SYS_add_key,
+            ty.as_ptr(),
+            desc.as_ptr(),
+            secret.as_ptr(),
+            secret.len(),
+            KEY_SPEC_SESSION_KEYRING,
+        );
+        assert!(id > 0, "add_key: {}", std::io::Error::last_os_error());
+        id
+    }
 }

@@ -1,0 +1,263 @@
+//! CVE-2019-5736: the runtime's own binary must never be reachable, for
+//! writing, from inside a task.
+//!
+//! Every process that enters a task (an init, an exec'd process) is a fork
+//! of the runtime: until its execve its `/proc/PID/exe` is the runtime's
+//! binary, and a task program whose interpreter is `#!/proc/self/exe`
+//! makes the kernel run that binary inside the task. The task then opens
+//! `/proc/PID/exe` and, once nothing runs it any more, writes to the host's
+//! binary. So before a runtime process forks anything into a task it makes
+//! sure its exe is read-only: it re-executes itself from a read-only
+//! overlay of its own directory (nothing to copy, and unlike a read-only
+//! bind a task cannot remount it writable), or, where overlayfs cannot be
+//! mounted, from a sealed memfd copy. A binary already on a read-only
+//! filesystem needs neither. The check is a few system calls; the re-exec
+//! happens once per runtime process (the CLI's create/run/exec, a shim
+//! server, isoexecd).
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Set across the re-exec, so a process that is still not sealed after it
+/// says why instead of re-executing forever.
+const MARKER: &str = "_ISOEXEC_SEALED_EXE";
+
+/// What seals the current process's exe, for `--debug` and the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seal {
+    /// On a read-only mount (our overlay, or a read-only /usr).
+    ReadOnly,
+    /// A memfd with every write sealed.
+    Memfd,
+}
+
+const MEMFD_SEALS: libc::c_int =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+
+/// How the current process's exe is protected, if it is.
+pub fn current_seal() -> Option<Seal> {
+    let exe = File::open("/proc/self/exe").ok()?;
+    // SAFETY: fcntl on a descriptor we own.
+    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+    if seals >= 0 && seals & MEMFD_SEALS == MEMFD_SEALS {
+        return Some(Seal::Memfd);
+    }
+    let vfs = nix::sys::statvfs::fstatvfs(&exe).ok()?;
+    vfs.flags()
+        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
+        .then_some(Seal::ReadOnly)
+}
+
+/// Returns once the current process runs from a read-only copy of its
+/// binary, re-executing it (same arguments and environment) when it does
+/// not. `scratch` is a directory of the runtime's own (its state root):
+/// an empty directory is made there for the overlay's second layer while
+/// the overlay is made.
+/// Call it before anything that cannot be done twice.
+pub fn ensure_sealed(scratch: &Path) -> Result<Seal> {
+    let retried = std::env::var_os(MARKER).is_some();
+    if let Some(seal) = current_seal() {
+        if retried {
+            // Single-threaded here: nothing else reads the environment.
+            std::env::remove_var(MARKER);
+        }
+        return Ok(seal);
+    }
+    if retried {
+        return Err(Error::InvalidArgument(format!(
+            "the runtime re-executed itself from a sealed copy of its binary, yet /proc/self/exe \
+             is still writable; refusing to start a task (CVE-2019-5736). Install the binary on \
+             a read-only filesystem, or unset {MARKER}"
+        )));
+    }
+    let exe = match overlay_copy(scratch) {
+        Ok(fd) => fd,
+        Err(overlay) => memfd_copy().map_err(|e| {
+            Error::sys(
+                format!(
+                    "sealing the runtime's binary against CVE-2019-5736 (a read-only overlay: \
+                     {overlay}; a sealed memfd copy)"
+                ),
+                e,
+            )
+        })?,
+    };
+    reexec(&exe)
+}
+
+/// The binary through a read-only overlayfs made with the new mount API:
+/// a detached mount (in no namespace, nothing to clean up) whose layers
+/// are the binary's directory and an empty one. Zero-copy.
+fn overlay_copy(scratch: &Path) -> io::Result<OwnedFd> {
+    let target = std::fs::read_link("/proc/self/exe")?;
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(io::Error::other(format!("exe {}", target.display())));
+    };
+    if !dir.is_absolute() || !target.exists() {
+        // " (deleted)": the binary was replaced while this process ran.
+        return Err(io::Error::other(format!("exe {}", target.display())));
+    }
+    // The empty layer is only needed while the overlay is made: removed
+    // right after (the overlay holds what it needs), leaving nothing behind.
+    let empty = scratch.join(format!(".seal-{}", std::process::id()));
+    crate::container::private_dir_all(&empty)?;
+    let r = overlay_mount(dir, name, &empty);
+    let _ = std::fs::remove_dir(&empty);
+    r
+}
+
+fn overlay_mount(dir: &Path, name: &std::ffi::OsStr, empty: &Path) -> io::Result<OwnedFd> {
+    let escape = |p: &Path| {
+        p.to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace(':', "\\:")
+    };
+    let lower = format!("{}:{}", escape(dir), escape(empty));
+
+    let ctx = fsopen("overlay")?;
+    fsconfig_string(&ctx, "lowerdir", &lower)?;
+    // Spurious kernel log lines otherwise, when the layers' filesystems differ.
+    let _ = fsconfig_string(&ctx, "xino", "off");
+    fsconfig_create(&ctx)?;
+    const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
+    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
+    // SAFETY: fsmount on a configured context we own.
+    let mnt = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            ctx.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+    };
+    let mnt = owned(mnt)?;
+    let cname =
+        CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: openat relative to the overlay's root, with a valid name.
+    let fd = unsafe {
+        libc::openat(
+            mnt.as_raw_fd(),
+            cname.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    owned(fd as libc::c_long)
+}
+
+/// A sealed in-memory copy of the binary (no write, grow or shrink, ever).
+fn memfd_copy() -> io::Result<OwnedFd> {
+    let name = c"isoexec";
+    // SAFETY: memfd_create with a valid name.
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd = owned(fd as libc::c_long)?;
+    let mut src = File::open("/proc/self/exe")?;
+    // SAFETY: the memfd is ours; File takes a duplicate.
+    let mut dst = unsafe { File::from_raw_fd(libc::dup(fd.as_raw_fd())) };
+    io::copy(&mut src, &mut dst)?;
+    drop(dst);
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, MEMFD_SEALS) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// execveat(2) of `exe` with this process's arguments and environment.
+fn reexec(exe: &OwnedFd) -> Result<Seal> {
+    let cstr = |s: OsString| CString::new(s.as_bytes()).ok();
+    let argv: Vec<CString> = std::env::args_os().filter_map(cstr).collect();
+    let mut envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            cstr(kv)
+        })
+        .collect();
+    envp.push(
+        CString::new(format!("{MARKER}=1")).map_err(|_| Error::InvalidArgument(MARKER.into()))?,
+    );
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    // SAFETY: NUL-terminated arrays of live C strings; returns only on error.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            exe.as_raw_fd(),
+            c"".as_ptr(),
+            argv_p.as_ptr(),
+            envp_p.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Err(Error::sys(
+        "re-executing the runtime from its sealed copy (CVE-2019-5736)",
+        io::Error::last_os_error(),
+    ))
+}
+
+fn owned(r: libc::c_long) -> io::Result<OwnedFd> {
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor the kernel just returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+fn fsopen(fs: &str) -> io::Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
+    let c = CString::new(fs).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: fsopen with a valid name.
+    owned(unsafe { libc::syscall(libc::SYS_fsopen, c.as_ptr(), FSOPEN_CLOEXEC) })
+}
+
+fn fsconfig_string(ctx: &OwnedFd, key: &str, value: &str) -> io::Result<()> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    let k = CString::new(key).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let v = CString::new(value).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: fsconfig with live strings on a context we own.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            ctx.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            k.as_ptr(),
+            v.as_ptr(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn fsconfig_create(ctx: &OwnedFd) -> io::Result<()> {
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    // SAFETY: fsconfig command on a context we own.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            ctx.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
