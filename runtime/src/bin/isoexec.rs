@@ -212,6 +212,20 @@ enum Verb {
 }
 
 fn main() -> ExitCode {
+    // Before anything else (argument parsing included): the processes a
+    // create, run or exec forks into a task must never have the host's
+    // writable binary as their exe (CVE-2019-5736). A re-exec here costs
+    // one process start and nothing of this one's work is done twice.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .iter()
+        .any(|a| a == "create" || a == "run" || a == "exec")
+    {
+        if let Err(e) = runtime::sys::exe::ensure_sealed(&root_arg(&args)) {
+            eprintln!("isoexec: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let cli = Cli::parse();
     if cli.debug {
         runtime::debug::enable();
@@ -223,6 +237,22 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--root`'s value as given, before the arguments are parsed (the
+/// default when absent).
+fn root_arg(args: &[std::ffi::OsString]) -> PathBuf {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--root" {
+            if let Some(v) = it.next() {
+                return PathBuf::from(v);
+            }
+        } else if let Some(v) = a.to_str().and_then(|a| a.strip_prefix("--root=")) {
+            return PathBuf::from(v);
+        }
+    }
+    PathBuf::from("/run/isoexec")
 }
 
 /// Errors go to stderr, and to `--log` (one JSON object a line with
@@ -260,7 +290,7 @@ fn run(cli: &Cli) -> Result<u8> {
         cli.verb,
         Verb::Create(_) | Verb::Run { .. } | Verb::Exec { .. }
     ) {
-        // These fork into a task: never as the host's writable binary.
+        // Sealed in main already; this only checks (a few system calls).
         let seal = runtime::sys::exe::ensure_sealed(root)?;
         runtime::debug::phase(&format!("exe sealed: {seal:?}"));
     }

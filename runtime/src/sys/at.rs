@@ -91,12 +91,22 @@ impl Root {
                 Err(e) => return Err(e),
             }
         };
+        // The host path of what is made: read once, then extended by name
+        // (each child is opened by that name, never through a symlink).
+        let mut here: Option<PathBuf> = None;
         for (i, name) in comps.iter().enumerate().skip(have) {
             let c = cstr(name)?;
             // SAFETY: mkdirat relative to a descriptor we own.
             if unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), mode) } == 0 {
-                made.push(host_path(fd.as_fd())?.join(name));
+                let parent = match here.take() {
+                    Some(p) => p,
+                    None => host_path(fd.as_fd())?,
+                };
+                let child = parent.join(name);
+                made.push(child.clone());
+                here = Some(child);
             } else {
+                here = None;
                 let e = io::Error::last_os_error();
                 if e.raw_os_error() != Some(libc::EEXIST) {
                     return Err(e);
@@ -176,6 +186,51 @@ impl Root {
     }
 }
 
+/// mount(2) onto a descriptor (`/proc/self/fd/N`): for a mount whose
+/// flags are all given at once (a new filesystem, a bind without flags)
+/// and that nothing changes afterwards. One system call.
+pub fn mount_at(
+    source: &Path,
+    dest: BorrowedFd,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> io::Result<()> {
+    nix::mount::mount(Some(source), &fd_path(dest), fstype, flags, data).map_err(io::Error::from)
+}
+
+/// Whether `path` in the root is where `fd` is, reached without any
+/// symlink (openat2 RESOLVE_NO_SYMLINKS, then the inodes compared).
+pub fn is_exactly(root: &Root, path: &Path, fd: BorrowedFd) -> io::Result<bool> {
+    let rel = join(&clean(path));
+    let c = cstr(rel.as_os_str())?;
+    // SAFETY: open_how is plain data; zero is "no flags".
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: openat2 with a live descriptor, path and open_how.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.fd.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    let other = match owned(r as libc::c_int) {
+        Ok(o) => o,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(false),
+        // Before 5.6: compare the paths instead.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            return Ok(host_path(fd)? == host_path(root.fd())?.join(&rel));
+        }
+        Err(e) => return Err(e),
+    };
+    let (a, b) = (stat(fd)?, stat(other.as_fd())?);
+    Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
+}
+
 /// `/proc/self/fd/N`: the path mount(2) and friends take for a descriptor.
 pub fn fd_path(fd: BorrowedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
@@ -223,7 +278,7 @@ fn cstr(s: &OsStr) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-fn owned(r: libc::c_int) -> io::Result<OwnedFd> {
+pub(crate) fn owned(r: libc::c_int) -> io::Result<OwnedFd> {
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -657,18 +712,23 @@ pub fn mount_fs(
 }
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+pub(crate) const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+pub(crate) const FSCONFIG_SET_STRING: libc::c_uint = 1;
+pub(crate) const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 
-fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
+pub(crate) fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
     let c = cstr(OsStr::new(fstype))?;
     // SAFETY: fsopen with a valid name.
     owned(unsafe { libc::syscall(libc::SYS_fsopen, c.as_ptr(), FSOPEN_CLOEXEC) } as libc::c_int)
 }
 
-fn fsconfig(ctx: BorrowedFd, cmd: libc::c_uint, key: &str, value: Option<&str>) -> io::Result<()> {
+pub(crate) fn fsconfig(
+    ctx: BorrowedFd,
+    cmd: libc::c_uint,
+    key: &str,
+    value: Option<&str>,
+) -> io::Result<()> {
     let k = cstr(OsStr::new(key))?;
     let v = value.map(|v| cstr(OsStr::new(v))).transpose()?;
     let kp = if cmd == FSCONFIG_CMD_CREATE {

@@ -18,7 +18,9 @@
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+use super::at::owned;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -120,15 +122,15 @@ fn overlay_mount(dir: &Path, name: &std::ffi::OsStr, empty: &Path) -> io::Result
     };
     let lower = format!("{}:{}", escape(dir), escape(empty));
 
-    let ctx = fsopen("overlay")?;
-    fsconfig_string(&ctx, "lowerdir", &lower)?;
+    use super::at::{fsconfig, FSCONFIG_CMD_CREATE, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC};
+    let ctx = super::at::fsopen("overlay")?;
+    fsconfig(ctx.as_fd(), FSCONFIG_SET_STRING, "lowerdir", Some(&lower))?;
     // Spurious kernel log lines otherwise, when the layers' filesystems differ.
-    let _ = fsconfig_string(&ctx, "xino", "off");
-    fsconfig_create(&ctx)?;
+    let _ = fsconfig(ctx.as_fd(), FSCONFIG_SET_STRING, "xino", Some("off"));
+    fsconfig(ctx.as_fd(), FSCONFIG_CMD_CREATE, "", None)?;
     const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
     const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
     const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
     // SAFETY: fsmount on a configured context we own.
     let mnt = unsafe {
         libc::syscall(
@@ -138,7 +140,7 @@ fn overlay_mount(dir: &Path, name: &std::ffi::OsStr, empty: &Path) -> io::Result
             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         )
     };
-    let mnt = owned(mnt)?;
+    let mnt = owned(mnt as libc::c_int)?;
     let cname =
         CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: openat relative to the overlay's root, with a valid name.
@@ -149,7 +151,7 @@ fn overlay_mount(dir: &Path, name: &std::ffi::OsStr, empty: &Path) -> io::Result
             libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         )
     };
-    owned(fd as libc::c_long)
+    owned(fd)
 }
 
 /// A sealed in-memory copy of the binary (no write, grow or shrink, ever).
@@ -158,7 +160,7 @@ fn memfd_copy() -> io::Result<OwnedFd> {
     // SAFETY: memfd_create with a valid name.
     let fd =
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    let fd = owned(fd as libc::c_long)?;
+    let fd = owned(fd)?;
     let mut src = File::open("/proc/self/exe")?;
     // SAFETY: the memfd is ours; File takes a duplicate.
     let mut dst = unsafe { File::from_raw_fd(libc::dup(fd.as_raw_fd())) };
@@ -205,59 +207,4 @@ fn reexec(exe: &OwnedFd) -> Result<Seal> {
         "re-executing the runtime from its sealed copy (CVE-2019-5736)",
         io::Error::last_os_error(),
     ))
-}
-
-fn owned(r: libc::c_long) -> io::Result<OwnedFd> {
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor the kernel just returned.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
-}
-
-fn fsopen(fs: &str) -> io::Result<OwnedFd> {
-    const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
-    let c = CString::new(fs).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: fsopen with a valid name.
-    owned(unsafe { libc::syscall(libc::SYS_fsopen, c.as_ptr(), FSOPEN_CLOEXEC) })
-}
-
-fn fsconfig_string(ctx: &OwnedFd, key: &str, value: &str) -> io::Result<()> {
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    let k = CString::new(key).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let v = CString::new(value).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: fsconfig with live strings on a context we own.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            ctx.as_raw_fd(),
-            FSCONFIG_SET_STRING,
-            k.as_ptr(),
-            v.as_ptr(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn fsconfig_create(ctx: &OwnedFd) -> io::Result<()> {
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    // SAFETY: fsconfig command on a context we own.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            ctx.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

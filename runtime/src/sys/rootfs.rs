@@ -82,12 +82,24 @@ fn mount_one(
     made: &mut Vec<PathBuf>,
 ) -> Result<()> {
     let dest = &m.destination;
+    // A mount nothing changes afterwards is one mount(2) onto the
+    // destination's descriptor; one whose flags or propagation are set
+    // later is made detached, changed, then attached (no remount by path).
+    let later = !m.propagation.is_empty();
     let top = match &m.kind {
         MountKind::Bind { recursive } => {
             let src = m.source.as_deref().unwrap_or(Path::new(""));
             let meta = fs::metadata(src).ctx(|| format!("bind source {}", src.display()))?;
             let at = mount_point(root, dest, meta.is_dir(), made)?;
-            at::bind(src, at.as_fd(), m.flags, *recursive).ctx(|| "bind".into())?
+            if m.flags.is_empty() && !later {
+                let mut f = MsFlags::MS_BIND;
+                if *recursive {
+                    f |= MsFlags::MS_REC;
+                }
+                at::mount_at(src, at.as_fd(), None, f, None).ctx(|| "bind".into())?;
+                return Ok(());
+            }
+            Some(at::bind(src, at.as_fd(), m.flags, *recursive).ctx(|| "bind".into())?)
         }
         MountKind::Fs { fstype } => {
             let at = mount_point(root, dest, true, made)?;
@@ -99,7 +111,18 @@ fn mount_one(
                 .as_deref()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| fstype.into());
-            let r = at::mount_fs(&source, at.as_fd(), fstype, m.flags, m.data.as_deref());
+            let r = if later {
+                at::mount_fs(&source, at.as_fd(), fstype, m.flags, m.data.as_deref()).map(Some)
+            } else {
+                at::mount_at(
+                    &source,
+                    at.as_fd(),
+                    Some(fstype),
+                    m.flags,
+                    m.data.as_deref(),
+                )
+                .map(|()| None)
+            };
             match r {
                 // sysfs and mqueue may only be mounted by the owner of the
                 // net / ipc namespace: share the host's, read-only, as runc does.
@@ -112,24 +135,28 @@ fn mount_one(
                     } else {
                         "/dev/mqueue"
                     };
-                    at::bind(
-                        Path::new(host),
-                        at.as_fd(),
-                        m.flags | MsFlags::MS_RDONLY,
-                        true,
+                    Some(
+                        at::bind(
+                            Path::new(host),
+                            at.as_fd(),
+                            m.flags | MsFlags::MS_RDONLY,
+                            true,
+                        )
+                        .ctx(|| format!("bind {host}"))?,
                     )
-                    .ctx(|| format!("bind {host}"))?
                 }
                 r => r.ctx(|| format!("{fstype} {}", m.data.as_deref().unwrap_or("")))?,
             }
         }
         MountKind::Cgroup => {
             let at = mount_point(root, dest, true, made)?;
-            mount_cgroups(at.as_fd(), m.flags, cgroups)?
+            Some(mount_cgroups(at.as_fd(), m.flags, cgroups)?)
         }
     };
-    for p in &m.propagation {
-        at::set_propagation(top.as_fd(), *p).ctx(|| format!("propagation {p:?}"))?;
+    if let Some(top) = top {
+        for p in &m.propagation {
+            at::set_propagation(top.as_fd(), *p).ctx(|| format!("propagation {p:?}"))?;
+        }
     }
     Ok(())
 }
@@ -147,14 +174,22 @@ fn mount_cgroups(dest: BorrowedFd, flags: MsFlags, cgroups: &CgroupView) -> Resu
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let tmpfs = at::mount_fs(Path::new("tmpfs"), dest, "tmpfs", base, Some("mode=755"))
         .ctx(|| "tmpfs for cgroups".into())?;
-    // The tmpfs is new and the task not running: its own root.
-    let inside = Root::open(&at::fd_path(tmpfs.as_fd())).ctx(|| "the cgroup tmpfs".into())?;
+    // The tmpfs is new and in no one else's view (this mount namespace is
+    // the init's alone until the task runs): paths inside it are ours.
+    let inside = at::fd_path(tmpfs.as_fd());
     for (name, dir) in cgroups.dirs {
-        let target = inside
-            .mkdir_all(Path::new(name), 0o755, &mut Vec::new())
-            .ctx(|| format!("mkdir {name}"))?;
-        at::bind(dir, target.as_fd(), flags | base, false)
+        let target = inside.join(name);
+        fs::create_dir(&target).ctx(|| format!("mkdir {name} in the cgroup tmpfs"))?;
+        mount(Some(dir), &target, NONE, MsFlags::MS_BIND, NONE)
             .ctx(|| format!("bind {}", dir.display()))?;
+        mount(
+            NONE,
+            &target,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | base,
+            NONE,
+        )
+        .ctx(|| format!("remount {} with {:?}", dir.display(), flags | base))?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         at::set_flags(tmpfs.as_fd(), base | MsFlags::MS_RDONLY, false)
@@ -168,20 +203,22 @@ fn mount_cgroups(dest: BorrowedFd, flags: MsFlags, cgroups: &CgroupView) -> Resu
 /// paths once the root is `/`, and must not find something else there
 /// (CVE-2019-19921, CVE-2019-16884).
 fn exactly_at(root: &Root, dest: &Path, at: BorrowedFd, fstype: &str) -> Result<()> {
+    if at::is_exactly(root, dest, at).ctx(|| dest.display().to_string())? {
+        return Ok(());
+    }
     let (root_host, here) = (
         at::host_path(root.fd()).ctx(|| "the root".into())?,
         at::host_path(at).ctx(|| dest.display().to_string())?,
     );
-    let want = root_host.join(dest.strip_prefix("/").unwrap_or(dest));
-    if here != want {
-        return Err(Error::InvalidArgument(format!(
-            "mounts: {fstype} at {}: the root's {} is a symlink (it leads to {});              {fstype} must be mounted on a real directory",
-            dest.display(),
-            dest.display(),
-            here.strip_prefix(&root_host).map_or(here.clone(), |p| Path::new("/").join(p)).display()
-        )));
-    }
-    Ok(())
+    let inside = here
+        .strip_prefix(&root_host)
+        .map_or(here.clone(), |p| Path::new("/").join(p));
+    Err(Error::InvalidArgument(format!(
+        "mounts: {fstype} at {d}: the root's {d} is a symlink (it leads to {}); \
+         {fstype} must be mounted on a real directory",
+        inside.display(),
+        d = dest.display(),
+    )))
 }
 
 /// What a mount stands on, inside the root: a directory, or for a bind of
@@ -198,25 +235,36 @@ fn mount_point(root: &Root, dest: &Path, dir: bool, made: &mut Vec<PathBuf>) -> 
 
 fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
     let old = nix::sys::stat::umask(Mode::empty());
+    // Most nodes share a directory (/dev): each is looked up once.
+    let mut dirs: Vec<(PathBuf, OwnedFd)> = Vec::new();
     let r = (|| {
         for d in &plan.devices {
-            let (dir, name) = root
-                .parent(&d.path, &mut Vec::new())
-                .ctx(|| d.path.display().to_string())?;
+            let name = d.path.file_name().ok_or_else(|| {
+                Error::InvalidArgument(format!("device path {}", d.path.display()))
+            })?;
+            let parent = d.path.parent().unwrap_or(Path::new("/"));
+            let i = match dirs.iter().position(|(p, _)| p == parent) {
+                Some(i) => i,
+                None => {
+                    let fd = root
+                        .mkdir_all(parent, 0o755, &mut Vec::new())
+                        .ctx(|| d.path.display().to_string())?;
+                    dirs.push((parent.to_path_buf(), fd));
+                    dirs.len() - 1
+                }
+            };
+            let dir = dirs[i].1.as_fd();
             let kind = match d.kind {
                 DeviceKind::Char => SFlag::S_IFCHR,
                 DeviceKind::Block => SFlag::S_IFBLK,
                 DeviceKind::Fifo => SFlag::S_IFIFO,
             };
             // Whatever is there goes (unlinkat never follows a symlink).
-            let _ = nix::unistd::unlinkat(
-                dir.as_fd(),
-                name.as_os_str(),
-                nix::unistd::UnlinkatFlags::NoRemoveDir,
-            );
+            let _ =
+                nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
             match mknodat(
                 dir.as_fd(),
-                name.as_os_str(),
+                name,
                 kind,
                 Mode::from_bits_truncate(d.mode),
                 makedev(d.major, d.minor),
@@ -232,7 +280,7 @@ fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
             }
             fchownat(
                 dir.as_fd(),
-                name.as_os_str(),
+                name,
                 Some(Uid::from_raw(d.uid)),
                 Some(Gid::from_raw(d.gid)),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
@@ -321,19 +369,24 @@ pub(crate) fn mask_path(root: &Root, p: &Path) -> Result<()> {
         Err(e) => return Err(Error::sys(format!("masked path {}", p.display()), e)),
     };
     let is_dir = at::is_dir(at.as_fd()).ctx(|| format!("masked path {}", p.display()))?;
+    // Made whole by one mount(2) onto the descriptor: nothing changes them.
     if is_dir {
-        at::mount_fs(
+        at::mount_at(
             Path::new("tmpfs"),
             at.as_fd(),
-            "tmpfs",
+            Some("tmpfs"),
             MsFlags::MS_RDONLY,
             None,
         )
-        .map(drop)
         .ctx(|| format!("masking {}", p.display()))
     } else {
-        at::bind(Path::new("/dev/null"), at.as_fd(), MsFlags::empty(), false)
-            .map(drop)
-            .ctx(|| format!("masking {}", p.display()))
+        at::mount_at(
+            Path::new("/dev/null"),
+            at.as_fd(),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+        .ctx(|| format!("masking {}", p.display()))
     }
 }

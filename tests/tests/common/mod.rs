@@ -563,3 +563,43 @@ pub fn session_key(name: &str, secret: &str) -> i64 {
         id
     }
 }
+
+/// The CVE-2019-5736 attack failed: refused for good, the binary `exe`
+/// still `before`, no handle on a runtime process before its exec.
+pub fn assert_exe_attack_failed(verdict: &str, exe: &Path, before: &[u8], result: &Path) {
+    assert!(verdict.starts_with("refused"), "the attack: {verdict}");
+    assert!(
+        std::fs::read(exe).unwrap() == before,
+        "the runtime's binary {} changed",
+        exe.display()
+    );
+    let early = result.with_extension("early");
+    assert!(
+        !early.exists(),
+        "a runtime process's exe opened before it exec'd: {}",
+        std::fs::read_to_string(&early).unwrap_or_default()
+    );
+}
+
+/// A host directory for the mount-destination race to aim at: one file,
+/// `f`, holding "precious".
+pub fn race_victim() -> TempDir {
+    let victim = TempDir(PathBuf::from("/var/tmp").join(unique("isoexec-victim")));
+    std::fs::create_dir_all(victim.path()).unwrap();
+    std::fs::write(victim.path().join("f"), "precious").unwrap();
+    victim
+}
+
+/// The race's victim is as it was: its file intact, nothing new in it.
+pub fn assert_victim_untouched(victim: &Path) {
+    assert_eq!(
+        std::fs::read_to_string(victim.join("f")).unwrap(),
+        "precious",
+        "a host file was truncated or written through the swapped directory"
+    );
+    let entries: Vec<String> = std::fs::read_dir(victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, vec!["f"], "the host directory got new entries");
+}
