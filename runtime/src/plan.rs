@@ -465,10 +465,12 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
     crate::driver::apply_ns_modes(&mut namespaces, &annotations)?;
     let linux = spec.linux().as_ref();
 
-    if spec.hostname().is_some() && !namespaces.creates(NsKind::Uts) {
+    // As runc: a uts namespace of the container's own, new or joined
+    // (the hostname is then set in the joined one); never the host's.
+    if spec.hostname().is_some() && !namespaces.has(NsKind::Uts) {
         return Err(Error::invalid(
             "hostname",
-            "setting a hostname needs a new uts namespace (add {\"type\": \"uts\"} to linux.namespaces)",
+            "setting a hostname needs a uts namespace (add {\"type\": \"uts\"} to linux.namespaces, or join one with a path)",
         ));
     }
 

@@ -152,6 +152,21 @@ fn hostname_needs_uts() {
 }
 
 #[test]
+fn hostname_in_a_joined_uts_namespace() {
+    let p = plan_of(|v| {
+        for n in v["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "uts" {
+                n["path"] = json!("/proc/1/ns/uts");
+            }
+        }
+    })
+    .expect("a joined uts namespace takes the hostname");
+    assert_eq!(p.hostname.as_deref(), Some("isoexec"));
+    assert!(!p.namespaces.creates(NsKind::Uts));
+    assert!(p.namespaces.has(NsKind::Uts));
+}
+
+#[test]
 fn mount_namespace_is_required() {
     let e = err_of(|v| {
         v["linux"]["namespaces"]

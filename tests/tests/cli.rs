@@ -992,6 +992,19 @@ fn joining_another_containers_namespaces() {
     );
     assert_eq!(lines[2], a_net.to_str().unwrap());
 
+    // A hostname with a joined uts namespace is set in it, as runc does
+    // (podman's pods and Kubernetes' containers share the pod's).
+    let c = Bundle::busybox(&["hostname"], |c| {
+        c["linux"]["namespaces"] = json!([
+            {"type": "mount"},
+            {"type": "uts", "path": format!("/proc/{a_pid}/ns/uts")}
+        ]);
+        c["hostname"] = json!("renamed");
+    });
+    let (out, err, code) = iso.run_bundle(&c, &[]);
+    assert_eq!((out.as_str(), code), ("renamed\n", 0), "{err}");
+    assert_eq!(iso.ok(&["exec", &a_id, "hostname"]), "renamed\n");
+
     // A path that is not a namespace is a clear error, and nothing is left.
     let bad = Bundle::busybox(&["true"], |c| {
         c["linux"]["namespaces"] =

@@ -245,6 +245,35 @@ fn capabilities_against_allow_caps() {
         err.contains("warning: dropping capabilities not in allow_caps: net_raw"),
         "{err}"
     );
+    // With --log (as conmon, Docker and the runc shim run it, the
+    // container's stderr being the runtime's) the warning goes there alone.
+    let log = iso.root.path().join("warn.json");
+    let (out, err, code) = iso.run_bundle(
+        &b,
+        &["--log", log.to_str().unwrap(), "--log-format", "json"],
+    );
+    assert_eq!(
+        (out.as_str(), code),
+        ("CapBnd:\t0000000000000021\n", 0),
+        "{err}"
+    );
+    assert_eq!(
+        err, "",
+        "nothing of the runtime's in the container's stderr"
+    );
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["level"], "warning");
+    assert_eq!(
+        line["msg"],
+        "dropping capabilities not in allow_caps: net_raw"
+    );
 
     // Anything else outside allow_caps is refused.
     let b = Bundle::empty(&["true"], |c| {

@@ -538,10 +538,16 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> Result<CreateOptions> {
 }
 
 /// Warnings go where errors go: stderr, and the log.
+/// Warnings go to `--log` alone when there is one, as runc's do: conmon,
+/// Docker and containerd's runc shim give the runtime the container's own
+/// stderr, and a warning there lands in the container's output and logs.
 fn warn(cli: &Cli, warnings: &[String]) {
     for w in warnings {
-        eprintln!("isoexec: warning: {w}");
-        log_line(cli, "warning", w);
+        if cli.log.is_some() {
+            log_line(cli, "warning", w);
+        } else {
+            eprintln!("isoexec: warning: {w}");
+        }
     }
 }
 
