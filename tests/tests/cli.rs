@@ -1430,3 +1430,72 @@ fn proc_on_a_symlink_is_refused() {
     assert!(iso.fails(&["state", &id]).contains("does not exist"));
     assert!(mounts_under(&b.rootfs()).is_empty());
 }
+
+/// Mount propagation as runc does it: with `rootfsPropagation: rshared`
+/// and an `rshared` volume (Kubernetes' Bidirectional), a mount made in
+/// the container under the volume appears on the host; by default
+/// (rslave) it does not.
+#[test]
+fn rshared_volume_mounts_reach_the_host() {
+    // Mounting needs CAP_SYS_ADMIN, which the driver's policy must allow.
+    let iso = Isoexec::with_config("allow_caps = [\"all\"]\n");
+    let vol = TempDir::new("isoexec-shared");
+    let host_mount = |args: &[&str]| {
+        let o = std::process::Command::new("mount")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount {args:?}: {}", stderr(&o));
+    };
+    // A shared mount on the host, as a kubelet's volume is; unmounted
+    // (with whatever reached it) even when an assertion fails.
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for sub in ["shared", "private", ""] {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(self.0.join(sub))
+                    .output();
+            }
+        }
+    }
+    let v = vol.path().to_str().unwrap();
+    host_mount(&["--bind", v, v]);
+    let _unmount = Unmount(vol.path().to_path_buf());
+    host_mount(&["--make-shared", v]);
+    let run = |root_prop: Option<&str>, sub: &str| {
+        let b = Bundle::busybox(
+            &sh(&format!(
+                "mkdir -p /vol/{sub} && mount -t tmpfs -o size=1m tmpfs /vol/{sub} && echo mounted"
+            )),
+            |c| {
+                let caps = json!(["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_DAC_OVERRIDE"]);
+                c["process"]["capabilities"] =
+                    json!({"bounding": caps, "effective": caps, "permitted": caps});
+                if let Some(p) = root_prop {
+                    c["linux"]["rootfsPropagation"] = json!(p);
+                }
+                c["mounts"].as_array_mut().unwrap().push(json!({
+                    "destination": "/vol", "type": "bind", "source": v,
+                    "options": ["rbind", "rshared"]}));
+            },
+        );
+        iso.run_bundle(&b, &[])
+    };
+    let on_host = |sub: &str| mounts_under(vol.path()).iter().any(|m| m.ends_with(sub));
+    let (out, err, code) = run(Some("rshared"), "shared");
+    assert_eq!((out.as_str(), code), ("mounted\n", 0), "{err}");
+    let reached = on_host("shared");
+    let (out, err, code) = run(None, "private");
+    assert_eq!((out.as_str(), code), ("mounted\n", 0), "{err}");
+    let leaked = on_host("private");
+    assert!(
+        reached,
+        "the container's mount under the rshared volume is not on the host"
+    );
+    assert!(
+        !leaked,
+        "a container without rootfsPropagation rshared propagated to the host"
+    );
+}

@@ -29,12 +29,22 @@ pub struct CgroupView<'a> {
 /// pivot_root needs). First step in the container's new mount namespace.
 pub fn bind_root(plan: &Plan) -> Result<()> {
     let root = &plan.root.path;
-    // Nothing mounted from here on may propagate back to the host.
-    let prop = match plan.root.propagation {
-        Some(p) if p.contains(MsFlags::MS_PRIVATE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    mount(NONE, "/", NONE, prop, NONE).ctx(|| "making / a slave mount".into())?;
+    // As runc: the whole tree becomes rootfsPropagation (by default
+    // rslave: nothing mounted from here on propagates back to the host;
+    // rshared keeps the host's peer groups, so a volume's `rshared` mounts
+    // reach the host, as Kubernetes' Bidirectional propagation needs).
+    let prop = plan
+        .root
+        .propagation
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    mount(NONE, "/", NONE, prop, NONE).ctx(|| format!("making / {prop:?}"))?;
+    // pivot_root (and MS_MOVE) refuse a root whose parent mount is
+    // shared: that one mount (not its children) becomes private.
+    if prop.contains(MsFlags::MS_SHARED) {
+        let parent = mount_point_of(root.parent().unwrap_or(Path::new("/")))?;
+        mount(NONE, &parent, NONE, MsFlags::MS_PRIVATE, NONE)
+            .ctx(|| format!("making {} private for pivot_root", parent.display()))?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(root),
@@ -44,6 +54,21 @@ pub fn bind_root(plan: &Plan) -> Result<()> {
         NONE,
     )
     .ctx(|| format!("bind-mounting root {}", root.display()))
+}
+
+/// The mount point of the mount `path` is on (the longest mount point in
+/// /proc/self/mountinfo that contains it).
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let path = fs::canonicalize(path).ctx(|| path.display().to_string())?;
+    let info = fs::read_to_string("/proc/self/mountinfo").ctx(|| "/proc/self/mountinfo".into())?;
+    let best = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.components().count())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    Ok(best)
 }
 
 /// The spec's mounts, then the devices in /dev. Every destination is
