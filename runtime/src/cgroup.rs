@@ -58,6 +58,20 @@ fn handle(path: &str) -> cgroups_rs::error::Result<Cgroup> {
     })
 }
 
+/// Whether a cgroups-rs error comes from a directory that already exists.
+fn already_exists(e: &cgroups_rs::error::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 impl CgroupManager {
     /// Creates the cgroup `path` and applies `resources`. On failure nothing
     /// is left behind.
@@ -80,7 +94,16 @@ impl CgroupManager {
                 ),
             ));
         }
-        cg.create().map_err(|e| cg_err(path, e))?;
+        // Two creates that start together on a fresh hierarchy race to make
+        // the same parent (isoexec/): the loser sees EEXIST for it. The
+        // parent exists then; a second try goes past it.
+        let mut tries = 0;
+        while let Err(e) = cg.create() {
+            tries += 1;
+            if tries >= 3 || !already_exists(&e) {
+                return Err(cg_err(path, e));
+            }
+        }
         let mgr = CgroupManager {
             cg,
             path: path.to_string(),
