@@ -324,7 +324,10 @@ impl Drop for Isoexec {
                 if id.starts_with('.') {
                     continue;
                 }
-                let _ = self.command().args(["delete", "--force", &id]).output();
+                // The built binary: an attack's copy may be what failed.
+                let mut c = Command::new(binary("isoexec"));
+                c.arg("--root").arg(self.root.path());
+                let _ = c.args(["delete", "--force", &id]).output();
             }
         }
     }
