@@ -217,18 +217,25 @@ fn main() -> ExitCode {
     // writable binary as their exe (CVE-2019-5736). A re-exec here costs
     // one process start and nothing of this one's work is done twice.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut seal = None;
     if args
         .iter()
         .any(|a| a == "create" || a == "run" || a == "exec")
     {
-        if let Err(e) = runtime::sys::exe::ensure_sealed(&root_arg(&args)) {
-            eprintln!("isoexec: {e}");
-            return ExitCode::from(1);
+        match runtime::sys::exe::ensure_sealed(&root_arg(&args)) {
+            Ok(s) => seal = Some(s),
+            Err(e) => {
+                eprintln!("isoexec: {e}");
+                return ExitCode::from(1);
+            }
         }
     }
     let cli = Cli::parse();
     if cli.debug {
         runtime::debug::enable();
+    }
+    if let Some(s) = seal {
+        runtime::debug::phase(&format!("exe sealed: {s:?}"));
     }
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
@@ -286,14 +293,6 @@ fn log_line(cli: &Cli, level: &str, msg: &str) {
 fn run(cli: &Cli) -> Result<u8> {
     let root = &cli.root;
     let load = |id: &str| Container::load(root, id);
-    if matches!(
-        cli.verb,
-        Verb::Create(_) | Verb::Run { .. } | Verb::Exec { .. }
-    ) {
-        // Sealed in main already; this only checks (a few system calls).
-        let seal = runtime::sys::exe::ensure_sealed(root)?;
-        runtime::debug::phase(&format!("exe sealed: {seal:?}"));
-    }
     match &cli.verb {
         Verb::Create(a) => {
             let created = container::create(&create_options(cli, a)?)?;

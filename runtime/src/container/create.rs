@@ -146,12 +146,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     save(&state)?;
     let (init, made) = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
-    undo.add_created(&made);
     if let Some(p) = state.chroot.as_mut() {
-        p.created.extend(
-            made.into_iter()
-                .map(|path| sys::chroot::Created { path, tree: false }),
-        );
+        p.add_mount_points(&made);
     }
     state.pid = init.as_raw();
     state.start_time = sys::process_start_time(init.as_raw()).unwrap_or(0);
@@ -263,20 +259,21 @@ fn spawn(
     // the create fails, rather than hanging its caller.
     let deadline = std::time::Instant::now() + INIT_TIMEOUT;
     let mut made: Vec<PathBuf> = Vec::new();
-    loop {
+    let r = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let m = parent_end.recv_within(left).map_err(|e| match e {
-            nix::errno::Errno::ETIMEDOUT => Error::Init(format!(
-                "the container init did not finish its set-up within {} s",
-                INIT_TIMEOUT.as_secs()
-            )),
-            e => Error::sys("waiting for the container init", std::io::Error::from(e)),
-        });
-        let m = match m {
+        let m = match parent_end.recv_within(left) {
             Ok(m) => m,
+            Err(nix::errno::Errno::ETIMEDOUT) => {
+                break Err(Error::Init(format!(
+                    "the container init did not finish its set-up within {} s",
+                    INIT_TIMEOUT.as_secs()
+                )))
+            }
             Err(e) => {
-                undo.add_created(&made);
-                return Err(e);
+                break Err(Error::sys(
+                    "waiting for the container init",
+                    std::io::Error::from(e),
+                ))
             }
         };
         match m {
@@ -289,18 +286,20 @@ fn spawn(
             }
             Some((msg::READY, _)) => {
                 crate::debug::phase("create: init ready");
-                return Ok((child, made));
+                break Ok(());
             }
             Some((msg::ERROR, m)) => {
-                undo.add_created(&made);
-                return Err(Error::Init(String::from_utf8_lossy(&m).into_owned()));
+                break Err(Error::Init(String::from_utf8_lossy(&m).into_owned()))
             }
-            _ => {
-                undo.add_created(&made);
-                return Err(Error::Init("the container init died during set-up".into()));
-            }
+            _ => break Err(Error::Init("the container init died during set-up".into())),
         }
+    };
+    // What the init made in the task directory goes with the rest, whether
+    // the create succeeds or is undone.
+    if let Some((_, p)) = undo.chroot.as_mut() {
+        p.add_mount_points(&made);
     }
+    r.map(|()| (child, made))
 }
 
 /// Rolls back a half-made container when `create` fails.
@@ -313,17 +312,6 @@ struct Undo {
 }
 
 impl Undo {
-    /// What the init made in the task directory goes with the rest.
-    fn add_created(&mut self, made: &[PathBuf]) {
-        if let Some((_, p)) = self.chroot.as_mut() {
-            p.created
-                .extend(made.iter().map(|path| sys::chroot::Created {
-                    path: path.clone(),
-                    tree: false,
-                }));
-        }
-    }
-
     fn disarm(&mut self) {
         self.dir = None;
         self.cgroup = None;

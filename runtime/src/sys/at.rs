@@ -203,22 +203,11 @@ pub fn mount_at(
 /// symlink (openat2 RESOLVE_NO_SYMLINKS, then the inodes compared).
 pub fn is_exactly(root: &Root, path: &Path, fd: BorrowedFd) -> io::Result<bool> {
     let rel = join(&clean(path));
-    let c = cstr(rel.as_os_str())?;
-    // SAFETY: open_how is plain data; zero is "no flags".
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS;
-    // SAFETY: openat2 with a live descriptor, path and open_how.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.fd.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    let other = match owned(r as libc::c_int) {
+    let other = match openat2(
+        root.fd(),
+        &rel,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+    ) {
         Ok(o) => o,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(false),
         // Before 5.6: compare the paths instead.
@@ -313,7 +302,7 @@ fn read_link_at(dir: BorrowedFd, name: &OsStr) -> io::Result<PathBuf> {
 
 /// A child of `dir` by name, without following a symlink (`flags` adds
 /// e.g. O_DIRECTORY).
-fn open_child(dir: BorrowedFd, name: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+pub(crate) fn open_child(dir: BorrowedFd, name: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     let c = cstr(name)?;
     // SAFETY: openat relative to a live descriptor.
     let fd = unsafe {
@@ -338,31 +327,39 @@ fn resolve_in(root: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
     } else {
         join(&rel)
     };
-    let c = cstr(rel.as_os_str())?;
+    match openat2(
+        root,
+        &rel,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        // Before Linux 5.6; EAGAIN: the kernel saw a rename race and asks
+        // for a retry: the walk below is immune to it.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EAGAIN)) => {
+            walk_in_root(root, path)
+        }
+        r => r,
+    }
+}
+
+/// openat2(2) of `path` under `dir` as an `O_PATH` descriptor, with the
+/// `RESOLVE_*` flags `resolve`.
+fn openat2(dir: BorrowedFd, path: &Path, resolve: u64) -> io::Result<OwnedFd> {
+    let c = cstr(path.as_os_str())?;
     // SAFETY: open_how is plain data; zero is "no flags".
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     // SAFETY: openat2 with a live descriptor, path and open_how.
     let r = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root.as_raw_fd(),
+            dir.as_raw_fd(),
             c.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         )
     };
-    if r >= 0 {
-        return owned(r as libc::c_int);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        // Before Linux 5.6; EAGAIN: the kernel saw a rename race and asks
-        // for a retry: the walk below is immune to it.
-        Some(libc::ENOSYS) | Some(libc::EAGAIN) => walk_in_root(root, path),
-        _ => Err(e),
-    }
+    owned(r as libc::c_int)
 }
 
 /// RESOLVE_IN_ROOT by hand: one component at a time from descriptors,
@@ -394,38 +391,19 @@ pub(crate) fn walk_in_root(root: BorrowedFd, path: &Path) -> io::Result<OwnedFd>
         let top = stack
             .last()
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let c = cstr(&name)?;
-        // SAFETY: openat relative to a live descriptor.
-        let fd = owned(unsafe {
-            libc::openat(
-                top.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        })?;
-        if stat(fd.as_fd())?.st_mode & libc::S_IFMT != libc::S_IFLNK {
-            stack.push(fd);
-            continue;
-        }
+        let target = match open_child(top.as_fd(), &name, 0) {
+            Ok(fd) => {
+                stack.push(fd);
+                continue;
+            }
+            // A symlink: read by name (one changed since is an error).
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => read_link_at(top.as_fd(), &name)?,
+            Err(e) => return Err(e),
+        };
         links += 1;
         if links > 40 {
             return Err(io::Error::from_raw_os_error(libc::ELOOP));
         }
-        let mut buf = vec![0u8; libc::PATH_MAX as usize];
-        // SAFETY: readlinkat of an O_PATH symlink descriptor (empty path).
-        let n = unsafe {
-            libc::readlinkat(
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                buf.as_mut_ptr() as *mut libc::c_char,
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        buf.truncate(n as usize);
-        let target = PathBuf::from(OsStr::from_bytes(&buf));
         if target.is_absolute() {
             stack.truncate(1);
         }
@@ -696,8 +674,16 @@ pub fn mount_fs(
         }
     }
     fsconfig(ctx.as_fd(), FSCONFIG_CMD_CREATE, "", None).map_err(explain)?;
+    let mnt = fsmount(ctx.as_fd(), flags).map_err(explain)?;
+    attach(mnt.as_fd(), dest)?;
+    Ok(mnt)
+}
+
+/// The detached mount of a created filesystem context, with the mount
+/// flags (ro, nosuid, nodev, noexec, atime) of `flags`.
+pub(crate) fn fsmount(ctx: BorrowedFd, flags: MsFlags) -> io::Result<OwnedFd> {
     let (set, _) = attrs(flags);
-    // SAFETY: fsmount of a created context we own.
+    // SAFETY: fsmount of a created context the caller owns.
     let mnt = unsafe {
         libc::syscall(
             libc::SYS_fsmount,
@@ -706,13 +692,11 @@ pub fn mount_fs(
             set as libc::c_uint,
         )
     };
-    let mnt = owned(mnt as libc::c_int).map_err(explain)?;
-    attach(mnt.as_fd(), dest)?;
-    Ok(mnt)
+    owned(mnt as libc::c_int)
 }
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
-pub(crate) const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 pub(crate) const FSCONFIG_SET_STRING: libc::c_uint = 1;
 pub(crate) const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
@@ -771,23 +755,8 @@ fn reopen_top(dest: BorrowedFd) -> io::Result<OwnedFd> {
         .file_name()
         .map(OsStr::to_os_string)
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: openat relative to a live descriptor.
-    let parent = owned(unsafe {
-        libc::openat(
-            dest.as_raw_fd(),
-            c"..".as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
-    let c = cstr(&name)?;
-    // SAFETY: openat relative to a live descriptor.
-    owned(unsafe {
-        libc::openat(
-            parent.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    })
+    let parent = open_child(dest, OsStr::new(".."), libc::O_DIRECTORY)?;
+    open_child(parent.as_fd(), &name, 0)
 }
 
 fn stat_path(p: &Path) -> io::Result<libc::stat> {

@@ -53,6 +53,17 @@ pub struct Prepared {
     pub hidden: Vec<PathBuf>,
 }
 
+impl Prepared {
+    /// Mount points the init made in the task directory (host paths, see
+    /// `msg::MADE`): removed with the rest, only when empty.
+    pub fn add_mount_points(&mut self, made: &[PathBuf]) {
+        self.created.extend(made.iter().map(|path| Created {
+            path: path.clone(),
+            tree: false,
+        }));
+    }
+}
+
 /// What must never be copied into a task (link mode walks the host): the
 /// task's own root, the runtime's state, and what chroot_env_hide names.
 pub struct Skip<'a> {

@@ -18,11 +18,13 @@
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::at::owned;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use nix::mount::MsFlags;
 
 use crate::error::{Error, Result};
 
@@ -122,36 +124,15 @@ fn overlay_mount(dir: &Path, name: &std::ffi::OsStr, empty: &Path) -> io::Result
     };
     let lower = format!("{}:{}", escape(dir), escape(empty));
 
-    use super::at::{fsconfig, FSCONFIG_CMD_CREATE, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC};
+    use super::at::{fsconfig, FSCONFIG_CMD_CREATE, FSCONFIG_SET_STRING};
     let ctx = super::at::fsopen("overlay")?;
     fsconfig(ctx.as_fd(), FSCONFIG_SET_STRING, "lowerdir", Some(&lower))?;
     // Spurious kernel log lines otherwise, when the layers' filesystems differ.
     let _ = fsconfig(ctx.as_fd(), FSCONFIG_SET_STRING, "xino", Some("off"));
     fsconfig(ctx.as_fd(), FSCONFIG_CMD_CREATE, "", None)?;
-    const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
-    // SAFETY: fsmount on a configured context we own.
-    let mnt = unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            ctx.as_raw_fd(),
-            FSMOUNT_CLOEXEC,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        )
-    };
-    let mnt = owned(mnt as libc::c_int)?;
-    let cname =
-        CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: openat relative to the overlay's root, with a valid name.
-    let fd = unsafe {
-        libc::openat(
-            mnt.as_raw_fd(),
-            cname.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    owned(fd)
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let mnt = super::at::fsmount(ctx.as_fd(), ro)?;
+    super::at::open_child(mnt.as_fd(), name, 0)
 }
 
 /// A sealed in-memory copy of the binary (no write, grow or shrink, ever).
@@ -162,8 +143,7 @@ fn memfd_copy() -> io::Result<OwnedFd> {
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     let fd = owned(fd)?;
     let mut src = File::open("/proc/self/exe")?;
-    // SAFETY: the memfd is ours; File takes a duplicate.
-    let mut dst = unsafe { File::from_raw_fd(libc::dup(fd.as_raw_fd())) };
+    let mut dst = File::from(fd.try_clone()?);
     io::copy(&mut src, &mut dst)?;
     drop(dst);
     // SAFETY: fcntl on a descriptor we own.
