@@ -197,6 +197,7 @@ impl Daemon {
             SupEvent::Deleted { id, pid, exit } => {
                 self.emit("task-removed", &id, "", pid, exit.status as i32)
             }
+            SupEvent::Warning { id, message } => tracing::warn!(task = %id, "{message}"),
             SupEvent::ExecAdded { .. } | SupEvent::Paused { .. } | SupEvent::Resumed { .. } => {}
         }
     }
@@ -570,10 +571,7 @@ impl RuntimeService for Arc<Daemon> {
             self.drop_task(&t)?;
         }
         sandbox::remove_netns(&self.layout.netns(&req.id));
-        let _ = std::fs::remove_dir_all(runtime::driver::sandbox_dir(
-            &self.layout.engine_root(),
-            &req.id,
-        ));
+        runtime::container::release_sandbox(&self.layout.engine_root(), &req.id);
         std::fs::remove_dir_all(self.layout.sandbox_dir(&req.id))
             .map_err(|e| internal("removing the sandbox directory", e))?;
         self.records().sandboxes.remove(&req.id);

@@ -334,6 +334,47 @@ pub fn seccomp(profile: &str, caps: &[String], host: &Host) -> Result<Option<Val
     }
 }
 
+/// `config.hooks` as the spec's `hooks`, checked here so a mistake names
+/// the request's field.
+pub fn hooks(h: &crate::api::Hooks) -> Result<Value> {
+    let kinds = [
+        ("prestart", "prestart", &h.prestart),
+        ("create_runtime", "createRuntime", &h.create_runtime),
+        ("create_container", "createContainer", &h.create_container),
+        ("start_container", "startContainer", &h.start_container),
+        ("poststart", "poststart", &h.poststart),
+        ("poststop", "poststop", &h.poststop),
+    ];
+    let mut out = serde_json::Map::new();
+    for (field, oci, list) in kinds {
+        let mut hooks = Vec::new();
+        for (i, hook) in list.iter().enumerate() {
+            let at = format!("config.hooks.{field}[{i}]");
+            if !hook.path.starts_with('/') {
+                return Err(invalid(
+                    format!("{at}.path"),
+                    format!("{:?} is not an absolute path", hook.path),
+                ));
+            }
+            if let Some(e) = hook.env.iter().position(|e| !e.contains('=')) {
+                return Err(invalid(format!("{at}.env[{e}]"), "is not NAME=value"));
+            }
+            let mut v = json!({ "path": hook.path, "env": hook.env });
+            if !hook.args.is_empty() {
+                v["args"] = json!(hook.args);
+            }
+            if hook.timeout_seconds > 0 {
+                v["timeout"] = json!(hook.timeout_seconds);
+            }
+            hooks.push(v);
+        }
+        if !hooks.is_empty() {
+            out.insert(oci.to_string(), Value::Array(hooks));
+        }
+    }
+    Ok(Value::Object(out))
+}
+
 /// The OCI spec of a task: the driver's template, with the task config.
 pub fn task_spec(
     cfg: &TaskConfig,
@@ -446,6 +487,9 @@ pub fn task_spec(
         mounts.push(mount(m, i)?);
     }
     spec["mounts"] = json!(mounts);
+    if let Some(h) = &cfg.hooks {
+        spec["hooks"] = hooks(h)?;
+    }
     Ok(spec)
 }
 

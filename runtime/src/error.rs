@@ -42,6 +42,10 @@ pub enum Error {
     #[error("{0}")]
     Init(String),
 
+    /// An OCI hook failed: which one (`hooks.KIND[N]`, its path) and how.
+    #[error("hook {0}")]
+    Hook(String),
+
     /// A cgroup operation failed (the kernel refused a limit, a controller is
     /// missing, ...).
     #[error("cgroup {path}: {reason}")]

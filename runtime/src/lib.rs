@@ -15,6 +15,7 @@ pub mod driver;
 pub mod error;
 pub mod features;
 pub mod fingerprint;
+pub mod hooks;
 pub mod plan;
 pub mod seccomp;
 pub mod seccomp_default;

@@ -33,6 +33,8 @@ pub struct Plan {
     pub annotations: BTreeMap<String, String>,
     /// The exec driver's root assembly; `None` for image semantics.
     pub chroot: Option<crate::driver::ChrootPlan>,
+    /// The spec's hooks.
+    pub hooks: crate::hooks::Hooks,
     /// What the front end should tell the user (policy adjustments, ...).
     pub warnings: Vec<String>,
     /// The init gets a session keyring of its own (runc's default; off with
@@ -577,6 +579,7 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         .transpose()?;
 
     let cgroup = cgroup_plan(id, spec, opts, &devices)?;
+    let hooks = crate::hooks::plan(spec.hooks().as_ref())?;
 
     Ok(Plan {
         id: id.to_string(),
@@ -595,6 +598,7 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         cgroup,
         annotations,
         chroot,
+        hooks,
         warnings,
         new_session_keyring: !opts.no_new_keyring,
     })

@@ -145,6 +145,7 @@ fn publish(publisher: &Publisher, event: Event) {
             ev.exited_at = MessageField::some(timestamp(&exit));
             publisher.publish("/tasks/delete", &ev);
         }
+        Event::Warning { id, message } => log(&format!("{id}: warning: {message}")),
     }
 }
 

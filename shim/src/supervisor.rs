@@ -62,7 +62,7 @@ impl From<runtime::Error> for Error {
         let kind = match &e {
             E::NotFound(_) => Kind::NotFound,
             E::AlreadyExists(_) => Kind::AlreadyExists,
-            E::WrongState { .. } => Kind::FailedPrecondition,
+            E::WrongState { .. } | E::Hook(_) => Kind::FailedPrecondition,
             E::InvalidSpec { .. } | E::InvalidArgument(_) | E::Bundle { .. } => {
                 Kind::InvalidArgument
             }
@@ -209,6 +209,12 @@ pub enum Event {
         id: String,
         pid: i32,
         exit: Exit,
+    },
+    /// Something the operator should hear that fails nothing (a poststart
+    /// or poststop hook that failed).
+    Warning {
+        id: String,
+        message: String,
     },
 }
 
@@ -576,13 +582,14 @@ impl Supervisor {
         let mut tasks = self.tasks();
         let t = tasks.get_mut(id).ok_or_else(|| no_task(id))?;
         let Some(exec_id) = exec_id else {
-            container::start(&t.container)?;
+            let warnings = container::start(&t.container)?;
             let pid = t.init.pid;
             drop(tasks);
             (self.sink)(Event::Started {
                 id: id.to_string(),
                 pid,
             });
+            self.warn(id, warnings);
             return Ok((pid, None));
         };
         let driver = t.driver.clone();
@@ -770,7 +777,8 @@ impl Supervisor {
                 format!("task {id} is running: kill it first"),
             ));
         }
-        container::delete(&t.container, true)?;
+        let warnings = container::delete(&t.container, true)?;
+        self.warn(id, warnings);
         if t.rootfs_mounted {
             unmount_rootfs(&t.bundle);
         }
@@ -957,6 +965,15 @@ impl Supervisor {
         drop(tasks);
         if let Some(e) = event {
             (self.sink)(e);
+        }
+    }
+
+    fn warn(&self, id: &str, warnings: Vec<String>) {
+        for message in warnings {
+            (self.sink)(Event::Warning {
+                id: id.to_string(),
+                message,
+            });
         }
     }
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use std::path::Path;
 
 #[test]
 fn run_passes_stdio_and_exit_status() {
@@ -1498,4 +1499,320 @@ fn rshared_volume_mounts_reach_the_host() {
         !leaked,
         "a container without rootfsPropagation rshared propagated to the host"
     );
+}
+
+/// A hook that logs one line to `log`: its kind, its mount namespace, the
+/// state it read and its whole environment, then exits with `code`.
+fn logging_hook(kind: &str, script: &Path, log: &str, code: i32) -> serde_json::Value {
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", script.to_str().unwrap(), kind, log, code.to_string()],
+        "env": [format!("HOOK_KIND={kind}")],
+    })
+}
+
+const HOOK_SCRIPT: &str = "state=$(cat)\n\
+    echo \"$1 $(readlink /proc/self/ns/mnt) $state $(cat /proc/self/environ | tr '\\0' ' ')\" >> \"$2\"\n\
+    [ \"$3\" = 0 ] || echo \"$1 says no\" >&2\n\
+    exit \"$3\"\n";
+
+/// (kind, mount namespace, state, environment) of each logged hook.
+fn hook_log(path: &Path) -> Vec<(String, String, serde_json::Value, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            // Lines of the hooks only: the container's process writes too.
+            let mut f = l.splitn(4, ' ');
+            let kind = f.next()?.to_string();
+            let ns = f.next()?.to_string();
+            let state = serde_json::from_str(f.next()?).unwrap();
+            Some((kind, ns, state, f.next().unwrap_or("").trim().to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn hooks_run_in_order_in_their_namespaces_with_the_state() {
+    let iso = Isoexec::new();
+    let mut b = Bundle::busybox(&["sh", "-c", "echo main >> /hooks.log"], |c| {
+        c["root"]["readonly"] = json!(false);
+    });
+    let script = b.path().join("hook.sh");
+    std::fs::write(&script, HOOK_SCRIPT).unwrap();
+    // Inside the container for startContainer: its own sh and a copy.
+    std::fs::write(b.rootfs().join("hook.sh"), HOOK_SCRIPT).unwrap();
+    let log = b.path().join("hooks.log");
+    let host_log = log.to_str().unwrap();
+    b.config["hooks"] = json!({
+        "prestart": [logging_hook("prestart", &script, host_log, 0)],
+        "createRuntime": [logging_hook("createRuntime", &script, host_log, 0)],
+        "createContainer": [logging_hook("createContainer", &script, host_log, 0)],
+        "startContainer": [logging_hook("startContainer", Path::new("/hook.sh"), "/hooks.log", 0)],
+        "poststart": [logging_hook("poststart", &script, host_log, 0)],
+        "poststop": [logging_hook("poststop", &script, host_log, 0)],
+    });
+    b.save();
+    let id = unique("hooks");
+    iso.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let pid = iso.state(&id)["pid"].as_i64().unwrap();
+    let host_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let host_ns = host_ns.to_str().unwrap();
+    let container_ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    let container_ns = container_ns.to_str().unwrap();
+
+    let created = hook_log(&log);
+    let kinds: Vec<&str> = created.iter().map(|h| h.0.as_str()).collect();
+    assert_eq!(kinds, ["prestart", "createRuntime", "createContainer"]);
+    for (kind, ns, state, env) in &created {
+        assert_eq!(state["status"], "creating", "{kind}: {state}");
+        assert_eq!(state["pid"], pid, "{kind}: {state}");
+        assert_eq!(state["id"], json!(id));
+        assert_eq!(state["bundle"], json!(b.path()));
+        assert_eq!(
+            state["annotations"]["io.isoexec.chroot_env"], "none",
+            "{state}"
+        );
+        // Exactly the hook's environment: nothing of the runtime's.
+        assert!(env.contains(&format!("HOOK_KIND={kind}")), "{kind}: {env}");
+        assert!(
+            !env.contains("PATH=") && !env.contains("HOME="),
+            "{kind}: {env}"
+        );
+        let want = if kind == "createContainer" {
+            container_ns
+        } else {
+            host_ns
+        };
+        assert_eq!(ns, want, "{kind} ran in the wrong mount namespace");
+    }
+    assert!(
+        !b.rootfs().join("hooks.log").exists(),
+        "startContainer ran at create"
+    );
+
+    iso.ok(&["start", &id]);
+    assert!(eventually(5, || iso.status(&id) == "stopped"));
+    // startContainer: in the container (its root, its namespace), before
+    // the process, which then ran.
+    let inside = hook_log(&b.rootfs().join("hooks.log"));
+    assert_eq!(inside.len(), 1, "{inside:?}");
+    assert_eq!(inside[0].0, "startContainer");
+    assert_eq!(inside[0].1, container_ns);
+    assert_eq!(inside[0].2["status"], "created");
+    assert_eq!(inside[0].2["pid"], pid);
+    let text = std::fs::read_to_string(b.rootfs().join("hooks.log")).unwrap();
+    assert!(text.ends_with("main\n"), "{text}");
+    let after_start = hook_log(&log);
+    assert_eq!(after_start.len(), 4);
+    assert_eq!(after_start[3].0, "poststart");
+    assert_eq!(after_start[3].1, host_ns);
+    assert_eq!(after_start[3].2["status"], "running");
+
+    iso.ok(&["delete", &id]);
+    let all = hook_log(&log);
+    assert_eq!(all.len(), 5);
+    let (kind, ns, state, _) = &all[4];
+    assert_eq!((kind.as_str(), ns.as_str()), ("poststop", host_ns));
+    assert_eq!(state["status"], "stopped");
+    assert!(state.get("pid").is_none(), "{state}");
+    assert!(!iso.state_dir(&id).exists());
+    let f: serde_json::Value = serde_json::from_str(&iso.ok(&["features"])).unwrap();
+    assert_eq!(
+        f["hooks"],
+        json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
+}
+
+#[test]
+fn failing_hooks_fail_the_step_naming_the_hook_and_leave_nothing() {
+    let iso = Isoexec::new();
+    for kind in ["prestart", "createRuntime", "createContainer"] {
+        let mut b = Bundle::busybox(&["true"], |_| {});
+        let script = b.path().join("hook.sh");
+        std::fs::write(&script, HOOK_SCRIPT).unwrap();
+        let log = b.path().join("hooks.log");
+        let log = log.to_str().unwrap();
+        b.config["hooks"] = json!({
+            kind: [logging_hook(kind, &script, log, 3)],
+            "poststop": [logging_hook("poststop", &script, log, 0)],
+        });
+        b.save();
+        let id = unique("hookfail");
+        let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+        assert!(
+            e.contains(&format!(
+                "hook hooks.{kind}[0] (/bin/sh): exited with status 3: {kind} says no"
+            )),
+            "{e}"
+        );
+        assert!(!iso.state_dir(&id).exists(), "{kind}: state left");
+        for c in ["memory", "pids", "cpu", "freezer"] {
+            assert!(
+                !cgroup_dir(c, &format!("/isoexec/{id}")).exists(),
+                "{kind}: {c} cgroup left"
+            );
+        }
+        assert!(mounts_under(b.path()).is_empty());
+        // As after a delete: the container existed, its poststop ran.
+        let kinds: Vec<String> = hook_log(Path::new(log)).into_iter().map(|h| h.0).collect();
+        assert_eq!(kinds, [kind, "poststop"]);
+    }
+
+    // startContainer: start fails, the process never ran.
+    let mut b = Bundle::busybox(&["sh", "-c", "echo ran > /ran"], |c| {
+        c["root"]["readonly"] = json!(false);
+    });
+    std::fs::write(b.rootfs().join("hook.sh"), HOOK_SCRIPT).unwrap();
+    b.config["hooks"] = json!({
+        "startContainer": [logging_hook("startContainer", Path::new("/hook.sh"), "/hooks.log", 4)],
+    });
+    b.save();
+    let id = unique("hookfail");
+    iso.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let e = iso.fails(&["start", &id]);
+    assert!(
+        e.contains(
+            "hooks.startContainer[0] (/bin/sh): exited with status 4: startContainer says no"
+        ),
+        "{e}"
+    );
+    assert!(eventually(5, || iso.status(&id) == "stopped"));
+    assert!(
+        !b.rootfs().join("ran").exists(),
+        "the process ran after a failed startContainer"
+    );
+    iso.ok(&["delete", &id]);
+
+    // poststart and poststop: warnings (to --log), the lifecycle goes on.
+    let mut b = Bundle::busybox(&["true"], |_| {});
+    let script = b.path().join("hook.sh");
+    std::fs::write(&script, HOOK_SCRIPT).unwrap();
+    let log = b.path().join("hooks.log");
+    let log = log.to_str().unwrap();
+    b.config["hooks"] = json!({
+        "poststart": [logging_hook("poststart", &script, log, 5), logging_hook("poststart", &script, log, 0)],
+        "poststop": [logging_hook("poststop", &script, log, 6)],
+    });
+    b.save();
+    let runtime_log = b.path().join("runtime.log");
+    let (out, err, code) = iso.run_bundle(&b, &["--log", runtime_log.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let kinds: Vec<String> = hook_log(Path::new(log)).into_iter().map(|h| h.0).collect();
+    assert_eq!(kinds, ["poststart", "poststart", "poststop"]);
+    let text = std::fs::read_to_string(&runtime_log).unwrap();
+    assert!(
+        text.contains("hooks.poststart[0] (/bin/sh): exited with status 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hooks.poststop[0] (/bin/sh): exited with status 6"),
+        "{text}"
+    );
+    assert!(!err.contains("hooks."), "warnings went to stderr: {err}");
+}
+
+#[test]
+fn a_hook_past_its_timeout_is_killed_and_fails_the_create() {
+    let iso = Isoexec::new();
+    let marker = TempDir::new("isoexec-hook");
+    let pidfile = marker.path().join("hook.pid");
+    let b = Bundle::busybox(&["true"], |c| {
+        c["hooks"] = json!({
+            "createRuntime": [{
+                "path": "/bin/sh",
+                "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 60", pidfile.display())],
+                "timeout": 1,
+            }],
+        });
+    });
+    let id = unique("hooktime");
+    let t = std::time::Instant::now();
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        e.contains("hooks.createRuntime[0] (/bin/sh): did not finish within its timeout of 1 s and was killed"),
+        "{e}"
+    );
+    let hook: i32 = read_trimmed(&pidfile).parse().unwrap();
+    assert!(!alive(hook), "the hook outlived its timeout");
+    assert!(!iso.state_dir(&id).exists());
+
+    let b = Bundle::busybox(&["true"], |c| {
+        c["hooks"] = json!({ "prestart": [{ "path": "bin/true" }] });
+    });
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(e.contains("invalid hooks.prestart[0].path"), "{e}");
+    assert!(!iso.state_dir(&id).exists());
+}
+
+#[test]
+fn seccomp_is_loaded_last_so_a_profile_may_deny_the_runtimes_own_calls() {
+    // What the runtime calls after its set-up (the working directory, the
+    // credentials, the executable's lookup, the start fifo) may be denied
+    // by a profile: the filter comes right before execve, with and without
+    // noNewPrivileges. Without it, CAP_SYS_ADMIN (which the load needs)
+    // does not reach the process.
+    let iso = Isoexec::new();
+    let denied = [
+        "getcwd",
+        "capset",
+        "setresuid",
+        "setresgid",
+        "setgroups",
+        "close_range",
+        "fcntl",
+        "prctl",
+        "chdir",
+        "poll",
+        "sendmsg",
+        "sendto",
+        "newfstatat",
+        "statx",
+        "access",
+    ];
+    for (nnp, uid) in [(true, 0), (false, 0), (false, 1000)] {
+        let args = [
+            "/bin/grep",
+            "-E",
+            "^(Seccomp|CapEff|CapPrm):",
+            "/proc/self/status",
+        ];
+        let b = Bundle::busybox(&args, |c| {
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            c["process"]["user"] = json!({"uid": uid, "gid": uid});
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": denied, "action": "SCMP_ACT_ERRNO"}],
+            });
+        });
+        let (out, err, code) = iso.run_bundle(&b, &[]);
+        assert_eq!(code, 0, "nnp {nnp} uid {uid}: {out}{err}");
+        assert!(out.contains("Seccomp:\t2"), "{out}");
+        let eff = out
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:\t"))
+            .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+            .unwrap();
+        assert_eq!(
+            eff & (1 << 21),
+            0,
+            "CAP_SYS_ADMIN reached the process: {out}"
+        );
+        if uid != 0 {
+            assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+            assert!(out.contains("CapPrm:\t0000000000000000"), "{out}");
+        }
+    }
 }

@@ -1566,3 +1566,137 @@ fn tasks_cannot_read_the_operators_or_each_others_keys() {
         );
     });
 }
+
+/// A hook that appends `KIND STATUS PID` to `log` from the state on its
+/// standard input, then exits with `code`.
+fn logging_hook(kind: &str, log: &str, code: u32) -> Hook {
+    let script = "s=$(cat); st=${s#*\\\"status\\\":\\\"}; pid=${s#*\\\"pid\\\":}; \
+        echo \"$1 ${st%%\\\"*} ${pid%%,*}\" >> \"$2\"; \
+        [ \"$3\" = 0 ] || echo \"$1 says no\" >&2; exit \"$3\"";
+    Hook {
+        path: "/bin/sh".into(),
+        args: ["sh", "-c", script, "sh", kind, log, &code.to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        env: vec![format!("KIND={kind}")],
+        timeout_seconds: 10,
+    }
+}
+
+#[test]
+fn hooks_of_a_task_run_at_each_step_and_a_failing_one_fails_it() {
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    let dir = TempDir::new("isoexecd-hooks");
+    let log = dir.path().join("hooks.log");
+    let host_log = log.to_str().unwrap();
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    rt.block_on(async {
+        sandbox(&mut c, "hk", NetworkMode::Host).await;
+        let mut cfg = sh("exec sleep 1000");
+        cfg.hooks = Some(Hooks {
+            prestart: vec![logging_hook("prestart", host_log, 0)],
+            create_runtime: vec![logging_hook("createRuntime", host_log, 0)],
+            create_container: vec![logging_hook("createContainer", host_log, 0)],
+            // In the task: its own /tmp.
+            start_container: vec![logging_hook("startContainer", "/tmp/hooks.log", 0)],
+            poststart: vec![logging_hook("poststart", host_log, 0)],
+            poststop: vec![logging_hook("poststop", host_log, 0)],
+        });
+        let t = create(&mut c, "hk", "t", cfg).await.expect("create");
+        let pid = t.pid;
+        assert_eq!(
+            lines(),
+            [
+                format!("prestart creating {pid}"),
+                format!("createRuntime creating {pid}"),
+                format!("createContainer creating {pid}"),
+            ]
+        );
+        c.start_task(StartTaskRequest {
+            task_id: t.id.clone(),
+        })
+        .await
+        .expect("start");
+        assert_eq!(lines().last().unwrap(), &format!("poststart running {pid}"));
+        assert_eq!(
+            out(&mut c, &t.id, &["cat", "/tmp/hooks.log"]).await,
+            format!("startContainer created {pid}")
+        );
+        stop(&mut c, &t.id, 1).await;
+        c.remove_task(RemoveTaskRequest {
+            task_id: t.id.clone(),
+        })
+        .await
+        .expect("remove");
+        let all = lines();
+        assert_eq!(all.len(), 5, "{all:?}");
+        assert!(all[4].starts_with("poststop stopped"), "{all:?}");
+
+        // A failing createRuntime hook: FailedPrecondition naming it, and
+        // nothing left.
+        let mut cfg = sh("true");
+        cfg.hooks = Some(Hooks {
+            create_runtime: vec![logging_hook("createRuntime", host_log, 7)],
+            ..Default::default()
+        });
+        let e = create(&mut c, "hk", "bad", cfg)
+            .await
+            .expect_err("hook fails");
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+        assert!(
+            e.message().contains(
+                "hooks.createRuntime[0] (/bin/sh): exited with status 7: createRuntime says no"
+            ),
+            "{e}"
+        );
+        // And a request mistake names the request's field.
+        let mut cfg = sh("true");
+        cfg.hooks = Some(Hooks {
+            poststop: vec![Hook {
+                path: "rel/hook".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let e = create(&mut c, "hk", "bad2", cfg)
+            .await
+            .expect_err("relative");
+        assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+        assert!(e.message().contains("config.hooks.poststop[0].path"), "{e}");
+        remove_sandbox(&mut c, "hk").await;
+        assert_clean(&d, &[t]);
+    });
+
+    // isoexecctl takes the hooks as OCI JSON.
+    let hooks = dir.path().join("hooks.json");
+    std::fs::write(
+        &hooks,
+        serde_json::json!({"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo ctl >> {host_log}")]}]})
+            .to_string(),
+    )
+    .unwrap();
+    let o = d.ctl(&["sandbox", "run", "ctl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.ctl(&[
+        "run",
+        "ctl",
+        "t",
+        "--hooks",
+        hooks.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines().last().unwrap(), "ctl");
+    let o = d.ctl(&["sandbox", "rm", "ctl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

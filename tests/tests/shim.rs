@@ -954,3 +954,88 @@ fn tasks_cannot_read_containerds_keys_nor_host_users_the_state() {
     ctd.kill_and_remove(&id);
     ctd.assert_clean(&id);
 }
+
+#[test]
+fn hooks_of_a_spec_run_through_ctr() {
+    // `ctr run --config` passes the whole spec, hooks included, as a
+    // client with its own spec would.
+    let ctd = Containerd::start();
+    let dir = TempDir::new("isoexec-hooks");
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let log = dir.path().join("hooks.log");
+    let hook = |kind: &str, log: &Path, code: i32| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c",
+                     "s=$(cat); st=${s#*\\\"status\\\":\\\"}; echo \"$1 ${st%%\\\"*}\" >> \"$2\"; exit \"$3\"",
+                     "sh", kind, log, code.to_string()],
+        })
+    };
+    let spec = |id: &str, hooks: serde_json::Value| -> PathBuf {
+        let b = Bundle::busybox(&["sh", "-c", "echo main"], |c| {
+            c["root"] = serde_json::json!({"path": rootfs, "readonly": false});
+            c["hooks"] = hooks;
+        });
+        let path = dir.path().join(format!("{id}.json"));
+        std::fs::copy(b.path().join("config.json"), &path).unwrap();
+        path
+    };
+    let config = spec(
+        "ok",
+        serde_json::json!({
+            "prestart": [hook("prestart", &log, 0)],
+            "createRuntime": [hook("createRuntime", &log, 0)],
+            "createContainer": [hook("createContainer", &log, 0)],
+            "startContainer": [hook("startContainer", Path::new("/hooks.log"), 0)],
+            "poststart": [hook("poststart", &log, 0)],
+            "poststop": [hook("poststop", &log, 0)],
+        }),
+    );
+    let o = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--config",
+        config.to_str().unwrap(),
+        "hooked",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o), "main\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "prestart creating\ncreateRuntime creating\ncreateContainer creating\n\
+         poststart running\npoststop stopped\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("hooks.log")).unwrap(),
+        "startContainer created\n"
+    );
+    ctd.assert_clean("hooked");
+
+    // A failing createContainer hook fails the task's creation with the
+    // hook named, and leaves nothing.
+    std::fs::remove_file(&log).unwrap();
+    let config = spec(
+        "bad",
+        serde_json::json!({"createContainer": [hook("createContainer", &log, 9)]}),
+    );
+    let o = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--config",
+        config.to_str().unwrap(),
+        "unhooked",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("hooks.createContainer[0] (/bin/sh): exited with status 9"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = ctd.ctr(&["c", "rm", "unhooked"]);
+    ctd.assert_clean("unhooked");
+}

@@ -146,6 +146,10 @@ struct CreateArgs {
     /// localhost/PATH (a linux.seccomp JSON file on the host).
     #[arg(long, default_value = "", hide_default_value = true)]
     seccomp: String,
+    /// A JSON file of OCI hooks, as config.json's `hooks` object:
+    /// {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "..."]}]}.
+    #[arg(long, value_parser = hooks_file)]
+    hooks: Option<Hooks>,
     /// HOST:TASK[:ro], repeatable.
     #[arg(long = "mount", value_parser = mount)]
     mounts: Vec<Mount>,
@@ -384,6 +388,62 @@ fn map(v: &[(String, String)]) -> HashMap<String, String> {
     v.iter().cloned().collect()
 }
 
+/// `--hooks FILE`: OCI hooks JSON as the API's Hooks.
+fn hooks_file(path: &str) -> Result<Hooks, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{path}: not JSON: {e}"))?;
+    let list = |key: &str| -> Result<Vec<Hook>, String> {
+        let Some(items) = v.get(key) else {
+            return Ok(vec![]);
+        };
+        let items = items
+            .as_array()
+            .ok_or_else(|| format!("{path}: {key} is not a list"))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let strings = |k: &str| -> Result<Vec<String>, String> {
+                    match h.get(k) {
+                        None => Ok(vec![]),
+                        Some(a) => serde_json::from_value(a.clone()).map_err(|_| {
+                            format!("{path}: {key}[{i}].{k} is not a list of strings")
+                        }),
+                    }
+                };
+                Ok(Hook {
+                    path: h
+                        .get("path")
+                        .and_then(|p| p.as_str())
+                        .ok_or_else(|| format!("{path}: {key}[{i}].path is missing"))?
+                        .to_string(),
+                    args: strings("args")?,
+                    env: strings("env")?,
+                    timeout_seconds: match h.get("timeout") {
+                        None => 0,
+                        Some(t) => {
+                            t.as_u64()
+                                .and_then(|t| u32::try_from(t).ok())
+                                .ok_or_else(|| {
+                                    format!("{path}: {key}[{i}].timeout is not a number of seconds")
+                                })?
+                        }
+                    },
+                })
+            })
+            .collect()
+    };
+    Ok(Hooks {
+        prestart: list("prestart")?,
+        create_runtime: list("createRuntime")?,
+        create_container: list("createContainer")?,
+        start_container: list("startContainer")?,
+        poststart: list("poststart")?,
+        poststop: list("poststop")?,
+    })
+}
+
 fn create_request(a: &CreateArgs) -> CreateTaskRequest {
     let (command, args) = a
         .command
@@ -408,6 +468,7 @@ fn create_request(a: &CreateArgs) -> CreateTaskRequest {
             stderr_path: a.stderr.clone(),
             ephemeral_disk_mb: a.disk,
             seccomp_profile: a.seccomp.clone(),
+            hooks: a.hooks.clone(),
         }),
     }
 }

@@ -299,7 +299,10 @@ fn run(cli: &Cli) -> Result<u8> {
             warn(cli, &created.warnings);
             Ok(0)
         }
-        Verb::Start { id } => container::start(&load(id)?).map(|_| 0),
+        Verb::Start { id } => {
+            warn(cli, &container::start(&load(id)?)?);
+            Ok(0)
+        }
         Verb::State { id } => {
             print_json(&load(id)?.oci_state());
             Ok(0)
@@ -309,7 +312,10 @@ fn run(cli: &Cli) -> Result<u8> {
             container::kill(&load(id)?, sig, *all).map(|_| 0)
         }
         Verb::Delete { force, id } => match load(id) {
-            Ok(c) => container::delete(&c, *force).map(|_| 0),
+            Ok(c) => {
+                warn(cli, &container::delete(&c, *force)?);
+                Ok(0)
+            }
             // runc: delete --force of a missing container succeeds.
             Err(Error::NotFound(_)) if *force => Ok(0),
             Err(e) => Err(e),
@@ -566,9 +572,14 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
     let created = created?;
     warn(cli, &created.warnings);
     let c = &created.container;
-    if let Err(e) = container::start(c) {
-        let _ = container::delete(c, true);
-        return Err(e);
+    match container::start(c) {
+        Ok(w) => warn(cli, &w),
+        Err(e) => {
+            if let Ok(w) = container::delete(c, true) {
+                warn(cli, &w);
+            }
+            return Err(e);
+        }
     }
     if detach {
         return Ok(0);
@@ -577,7 +588,7 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
     let code = runtime::console::wait_foreground(created.init, tty)?;
     runtime::debug::phase("run: exited");
     if !keep {
-        container::delete(c, true)?;
+        warn(cli, &container::delete(c, true)?);
     }
     Ok(code)
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use super::{write_atomic, Container, State, EXEC_FIFO, STATE_FILE};
+use super::{write_atomic, Container, State, Status, EXEC_FIFO, HOOKS_FIFO, STATE_FILE};
 use crate::bundle;
 use crate::cgroup::CgroupManager;
 use crate::config::DriverConfig;
@@ -102,21 +102,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroup: None,
         child: None,
         chroot: None,
+        poststop: None,
+        sandbox: None,
     };
-    let prepared = match &plan.chroot {
-        Some(chroot) => {
-            crate::debug::phase("create: chroot_env");
-            let spec_mounts: Vec<&Path> = plan
-                .mounts
-                .iter()
-                .map(|m| m.destination.as_path())
-                .collect();
-            let p = sys::chroot::prepare(chroot, &plan.root.path, &opts.root, &spec_mounts)?;
-            undo.chroot = Some((plan.root.path.clone(), p.clone()));
-            Some(p)
-        }
-        None => None,
-    };
+    let sandbox = plan.chroot.as_ref().and_then(|c| c.sandbox.clone());
     let mut state = State {
         id: opts.id.clone(),
         // 0 until the init exists: "creating", and what delete --force
@@ -137,13 +126,39 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             p
         },
         seccomp: plan.process.seccomp.clone(),
-        chroot: prepared.clone(),
-        sandbox: plan.chroot.as_ref().and_then(|c| c.sandbox.clone()),
+        chroot: None,
+        sandbox: sandbox.clone(),
+        hooks: plan.hooks.clone(),
     };
     let save = |state: &State| {
         let json = serde_json::to_vec(state).map_err(|e| Error::Init(e.to_string()))?;
         write_atomic(&dir.join(STATE_FILE), &json)
     };
+    if let (Some(sandbox), Some(chroot)) = (&sandbox, &plan.chroot) {
+        // The task joins its sandbox under the root's lock: recorded first,
+        // then the shared directory made, so a delete of the sandbox's last
+        // other task sees it and leaves the directory alone.
+        let _lock = super::lock_root(&opts.root)?;
+        undo.sandbox = Some((opts.root.clone(), sandbox.clone()));
+        save(&state)?;
+        std::fs::create_dir_all(&chroot.alloc_host)
+            .ctx(|| format!("creating {}", chroot.alloc_host.display()))?;
+    }
+    let prepared = match &plan.chroot {
+        Some(chroot) => {
+            crate::debug::phase("create: chroot_env");
+            let spec_mounts: Vec<&Path> = plan
+                .mounts
+                .iter()
+                .map(|m| m.destination.as_path())
+                .collect();
+            let p = sys::chroot::prepare(chroot, &plan.root.path, &opts.root, &spec_mounts)?;
+            undo.chroot = Some((plan.root.path.clone(), p.clone()));
+            Some(p)
+        }
+        None => None,
+    };
+    state.chroot = prepared.clone();
     save(&state)?;
     let (init, made) = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
     if let Some(p) = state.chroot.as_mut() {
@@ -187,6 +202,11 @@ fn spawn(
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
         .ctx(|| format!("mkfifo {}", fifo.display()))?;
+    let hooks_fifo = dir.join(HOOKS_FIFO);
+    if !plan.hooks.start_container.is_empty() {
+        nix::unistd::mkfifo(&hooks_fifo, Mode::from_bits_truncate(0o600))
+            .ctx(|| format!("mkfifo {}", hooks_fifo.display()))?;
+    }
 
     let console =
         match (&opts.console_socket, plan.process.terminal) {
@@ -241,6 +261,7 @@ fn spawn(
             plan,
             sync: &child_end,
             fifo_path: &fifo,
+            hooks_fifo: (!plan.hooks.start_container.is_empty()).then_some(hooks_fifo.as_path()),
             console: console.as_ref().map(|c| c.as_raw_fd()),
             cgroups: CgroupView {
                 v2,
@@ -257,8 +278,19 @@ fn spawn(
 
     // Bounded: an init stuck in its set-up is killed (by the undo) and
     // the create fails, rather than hanging its caller.
-    let deadline = std::time::Instant::now() + INIT_TIMEOUT;
+    let mut deadline = std::time::Instant::now() + INIT_TIMEOUT;
     let mut made: Vec<PathBuf> = Vec::new();
+    let hook_state = |status: Status| {
+        crate::hooks::HookState {
+            oci_version: super::OCI_VERSION,
+            id: &plan.id,
+            status: status.as_str(),
+            pid: (status != Status::Stopped).then_some(child.as_raw()),
+            bundle: &plan.bundle,
+            annotations: &plan.annotations,
+        }
+        .to_json()
+    };
     let r = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let m = match parent_end.recv_within(left) {
@@ -283,6 +315,26 @@ fn spawn(
                     body.split(|b| *b == 0)
                         .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))),
                 );
+            }
+            Some((msg::HOOKS, _)) => {
+                // The container exists from here: a failure now is
+                // followed by its poststop hooks, as after a delete.
+                undo.poststop = Some((plan.hooks.poststop.clone(), hook_state(Status::Stopped)));
+                let creating = hook_state(Status::Creating);
+                if let Err(e) = sys::hooks::run_all(plan.hooks.runtime_create(), &creating) {
+                    break Err(e);
+                }
+                let mut both = creating;
+                both.push(0);
+                both.extend(hook_state(Status::Created));
+                if let Err(e) = parent_end.send(msg::HOOKS_DONE, &both) {
+                    break Err(Error::sys(
+                        "answering the container init",
+                        std::io::Error::from(e),
+                    ));
+                }
+                // The hooks' time is not the init's.
+                deadline = std::time::Instant::now() + INIT_TIMEOUT;
             }
             Some((msg::READY, _)) => {
                 crate::debug::phase("create: init ready");
@@ -309,6 +361,10 @@ struct Undo {
     child: Option<Pid>,
     /// (root, what the chroot assembly created in it)
     chroot: Option<(PathBuf, Prepared)>,
+    /// The poststop hooks and their state, once the container existed.
+    poststop: Option<(Vec<crate::hooks::HookPlan>, Vec<u8>)>,
+    /// (state root, sandbox) when the task joined a sandbox.
+    sandbox: Option<(PathBuf, String)>,
 }
 
 impl Undo {
@@ -317,6 +373,8 @@ impl Undo {
         self.cgroup = None;
         self.child = None;
         self.chroot = None;
+        self.poststop = None;
+        self.sandbox = None;
     }
 }
 
@@ -334,6 +392,16 @@ impl Drop for Undo {
         }
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some((root, sandbox)) = self.sandbox.take() {
+            super::release_sandbox(&root, &sandbox);
+        }
+        // The create's own error is what the caller hears; a poststop
+        // failure after it is only traced.
+        if let Some((hooks, state)) = self.poststop.take() {
+            for w in sys::hooks::run_all_warn(&hooks, &state) {
+                crate::debug::phase(&format!("after the failed create: {w}"));
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `delete`: removes a container: its processes (with `force`, or when it
-//! never started), its cgroup and its state directory. Mounts need no
-//! clean-up: they lived in the container's mount namespace.
+//! never started), its cgroup and its state directory; then its poststop
+//! hooks run. Mounts need no clean-up: they lived in the container's mount
+//! namespace.
 
+use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -9,7 +11,9 @@ use nix::sys::signal::Signal;
 use super::{Container, Status};
 use crate::error::{Context, Result};
 
-pub fn delete(c: &Container, force: bool) -> Result<()> {
+/// Deletes the container, then runs its poststop hooks: what they said
+/// when they failed comes back as warnings.
+pub fn delete(c: &Container, force: bool) -> Result<Vec<String>> {
     let status = c.status();
     match status {
         Status::Stopped => {}
@@ -35,10 +39,13 @@ pub fn delete(c: &Container, force: bool) -> Result<()> {
         release_root(c, p);
     }
     std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))?;
-    if let Some(sandbox) = &c.state.sandbox {
-        remove_sandbox_if_unused(c, sandbox);
+    if let (Some(sandbox), Some(root)) = (&c.state.sandbox, c.dir.parent()) {
+        release_sandbox(root, sandbox);
     }
-    Ok(())
+    Ok(crate::sys::hooks::run_all_warn(
+        &c.state.hooks.poststop,
+        &c.hook_state(Status::Stopped),
+    ))
 }
 
 /// What the task created in its root goes with the last task using that
@@ -74,8 +81,15 @@ fn release_root(c: &Container, p: &crate::sys::chroot::Prepared) {
 }
 
 /// The last task of a sandbox takes its shared directory with it.
-fn remove_sandbox_if_unused(c: &Container, sandbox: &str) {
-    let Some(root) = c.dir.parent() else { return };
+/// Removes a sandbox's shared directory (`/alloc`) once no task of the
+/// sandbox is left in the state root, and `.sandboxes` once it is empty.
+/// Under the root's lock: a task of the sandbox being created registers
+/// itself and makes the directory under the same lock, so the directory
+/// is never removed under it.
+pub fn release_sandbox(root: &Path, sandbox: &str) {
+    let Ok(_lock) = super::lock_root(root) else {
+        return;
+    };
     let in_use = super::list(root)
         .unwrap_or_default()
         .iter()

@@ -9,7 +9,7 @@ mod kill;
 mod start;
 
 pub use create::{create, CreateOptions, Created};
-pub use delete::delete;
+pub use delete::{delete, release_sandbox};
 pub use exec::{exec, ExecOptions, Execed};
 pub use kill::{kill, parse_signal};
 pub use start::start;
@@ -25,6 +25,9 @@ use crate::sys;
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Where the init reports on the startContainer hooks to `start` (only
+/// when there are some): nothing written before exec means they passed.
+pub const HOOKS_FIFO: &str = "hooks.fifo";
 pub const OCI_VERSION: &str = "1.2.0";
 
 /// What isoexec remembers about a container.
@@ -54,6 +57,9 @@ pub struct State {
     /// The sandbox (allocation) the task belongs to.
     #[serde(default)]
     pub sandbox: Option<String>,
+    /// The spec's hooks: start runs poststart, delete poststop.
+    #[serde(default, skip_serializing_if = "crate::hooks::Hooks::is_empty")]
+    pub hooks: crate::hooks::Hooks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +178,19 @@ impl Container {
         write_atomic(&self.dir.join(STATE_FILE), &json)
     }
 
+    /// The state document a hook reads, in `status`.
+    pub fn hook_state(&self, status: Status) -> Vec<u8> {
+        crate::hooks::HookState {
+            oci_version: OCI_VERSION,
+            id: &self.state.id,
+            status: status.as_str(),
+            pid: (status != Status::Stopped).then_some(self.state.pid),
+            bundle: &self.state.bundle,
+            annotations: &self.state.annotations,
+        }
+        .to_json()
+    }
+
     /// The OCI state document (`isoexec state`).
     pub fn oci_state(&self) -> serde_json::Value {
         let status = self.status();
@@ -243,6 +262,24 @@ pub fn list(root: &Path) -> Result<Vec<(String, Option<Container>)>> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// An exclusive lock on the state root (flock of the directory), held
+/// while the lock lives: what tasks of one sandbox share is made and
+/// removed under it.
+pub(crate) fn lock_root(root: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(root).ctx(|| format!("opening {}", root.display()))?;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(dir);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::sys(format!("locking {}", root.display()), e));
+        }
+    }
 }
 
 /// Writes `path` atomically (temp file + rename), readable by root only:

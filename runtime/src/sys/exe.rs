@@ -20,7 +20,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use super::at::owned;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -137,11 +136,7 @@ fn overlay_mount(dir: &Path, name: &std::ffi::OsStr, empty: &Path) -> io::Result
 
 /// A sealed in-memory copy of the binary (no write, grow or shrink, ever).
 fn memfd_copy() -> io::Result<OwnedFd> {
-    let name = c"isoexec";
-    // SAFETY: memfd_create with a valid name.
-    let fd =
-        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    let fd = owned(fd)?;
+    let fd = super::memfd(c"isoexec", libc::MFD_ALLOW_SEALING)?;
     let mut src = File::open("/proc/self/exe")?;
     let mut dst = File::from(fd.try_clone()?);
     io::copy(&mut src, &mut dst)?;

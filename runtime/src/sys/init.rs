@@ -24,6 +24,8 @@ pub struct InitArgs<'a> {
     pub sync: &'a SyncSocket,
     /// The `exec.fifo` in the state directory: `start` writes one byte to it.
     pub fifo_path: &'a Path,
+    /// `hooks.fifo`, when the spec has startContainer hooks.
+    pub hooks_fifo: Option<&'a Path>,
     /// Connection to `--console-socket`, for `terminal: true`.
     pub console: Option<RawFd>,
     pub cgroups: CgroupView<'a>,
@@ -45,7 +47,7 @@ pub fn init_main(args: InitArgs) -> ! {
         std::process::exit(1);
     }
     match r {
-        Ok((exec, fifo)) => {
+        Ok(Ready { exec, fifo, start }) => {
             if args.sync.send(msg::READY, b"").is_err() {
                 std::process::exit(1);
             }
@@ -64,6 +66,15 @@ pub fn init_main(args: InitArgs) -> ! {
                 }
             }
             drop(fifo);
+            if let Some((report, created)) = start {
+                // `start` reads what goes wrong here; the descriptor
+                // closes at exec, which tells it all went well.
+                let hooks = &args.plan.hooks.start_container;
+                if let Err(e) = sys::hooks::run_all(hooks, &created) {
+                    let _ = nix::unistd::write(&report, e.to_string().as_bytes());
+                    std::process::exit(1);
+                }
+            }
             let err = exec.exec(3 + args.preserve_fds);
             eprintln!("isoexec: {err}");
             std::process::exit(127);
@@ -82,7 +93,16 @@ fn close_inherited(sync: &sys::SyncSocket, console: Option<RawFd>, preserve: i32
     sys::close_all_but(3 + preserve.max(0), &[sync.fd(), console.unwrap_or(-1)]);
 }
 
-fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<(Exec, OwnedFd)> {
+/// An init set up, about to wait for `start`.
+struct Ready {
+    exec: Exec,
+    /// `exec.fifo`, which `start` writes.
+    fifo: OwnedFd,
+    /// `hooks.fifo` and the state the startContainer hooks read.
+    start: Option<(OwnedFd, Vec<u8>)>,
+}
+
+fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Ready> {
     let plan = args.plan;
     nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE".into())?;
     if let Some(fds) = args.stdio {
@@ -121,6 +141,13 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<(Ex
         Mode::empty(),
     )
     .ctx(|| format!("opening {}", args.fifo_path.display()))?;
+    let report = args
+        .hooks_fifo
+        .map(|p| {
+            open(p, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| format!("opening {}", p.display()))
+        })
+        .transpose()?;
 
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
@@ -148,6 +175,11 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<(Ex
         )?;
     }
     rootfs::mount_spec(plan, &args.cgroups, made)?;
+    let created = if plan.hooks.init_waits() {
+        Some(create_hooks(args, made)?)
+    } else {
+        None
+    };
     crate::debug::phase("init: pivot_root");
     rootfs::enter_root(plan)?;
     if plan.process.terminal {
@@ -162,26 +194,52 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<(Ex
 
     let exec = finish_process(&plan.process)?;
     crate::debug::phase("init: ready, waiting for start");
-    Ok((exec, fifo))
+    Ok(Ready {
+        exec,
+        fifo,
+        start: report.zip(created),
+    })
+}
+
+/// The hooks of create: the runtime's (prestart, createRuntime) while this
+/// init waits, then the createContainer hooks here, in the container's
+/// mount namespace before its root is entered. Returns the state the
+/// startContainer hooks will read.
+fn create_hooks(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Vec<u8>> {
+    crate::debug::phase("init: hooks of create");
+    // What the mounts made so far is the runtime's to remove, even if a
+    // hook fails and this init is killed.
+    let sent = args
+        .sync
+        .send_paths(made)
+        .and_then(|()| args.sync.send(msg::HOOKS, b""));
+    sent.ctx(|| "asking the runtime to run its hooks".into())?;
+    made.clear();
+    let answer = args
+        .sync
+        .recv()
+        .ctx(|| "waiting for the runtime's hooks".into())?;
+    let Some((msg::HOOKS_DONE, body)) = answer else {
+        return Err(Error::Init("the runtime did not run its hooks".into()));
+    };
+    let (creating, created) = match body.iter().position(|b| *b == 0) {
+        Some(i) => (&body[..i], body[i + 1..].to_vec()),
+        None => (&body[..], body.clone()),
+    };
+    sys::hooks::run_all(&args.plan.hooks.create_container, creating)?;
+    Ok(created)
 }
 
 /// The steps every process takes last: limits, credentials, working
-/// directory, the executable's lookup, and seccomp. The filter is loaded as
-/// late as possible: after the credentials with noNewPrivileges, before
-/// them otherwise (loading then needs CAP_SYS_ADMIN).
+/// directory and the executable's lookup. The seccomp filter is compiled
+/// here and loaded by [`Exec::exec`], right before execve, with or without
+/// noNewPrivileges.
 fn finish_process(p: &ProcessPlan) -> Result<Exec> {
-    let filter = p.seccomp.as_ref().map(sys::seccomp::compile).transpose()?;
+    let filter = p.seccomp.as_ref().map(sys::seccomp::program).transpose()?;
     process::apply_limits(p)?;
-    if let (Some(f), false) = (&filter, p.no_new_privileges) {
-        sys::seccomp::load(f)?;
-    }
     process::switch_user(p)?;
     process::enter_cwd(p)?;
-    let exec = process::prepare_exec(p)?;
-    if let (Some(f), true) = (&filter, p.no_new_privileges) {
-        sys::seccomp::load(f)?;
-    }
-    Ok(exec)
+    process::prepare_exec(p, filter)
 }
 
 /// What a process joining a running container needs.

@@ -6,6 +6,7 @@ pub mod at;
 pub mod bpf;
 pub mod chroot;
 pub mod exe;
+pub mod hooks;
 pub mod init;
 pub mod process;
 pub mod rootfs;
@@ -155,6 +156,17 @@ pub fn set_stdio(fds: [RawFd; 3]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// An anonymous in-memory file (close-on-exec, plus `extra` flags).
+pub fn memfd(name: &std::ffi::CStr, extra: libc::c_uint) -> std::io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated name; returns a new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | extra) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// The channel between the runtime and a process it is starting:
 /// a SOCK_SEQPACKET pair, one message per write, closed by exec (CLOEXEC).
 pub struct SyncSocket(OwnedFd);
@@ -169,6 +181,12 @@ pub mod msg {
     /// task directory for mounts to stand on (NUL-separated), removed with
     /// the task.
     pub const MADE: u8 = b'M';
+    /// Init → runtime, once its mounts are made and before it enters its
+    /// root, when the spec has hooks of create or start: run yours.
+    pub const HOOKS: u8 = b'H';
+    /// Runtime → init, the answer to HOOKS: the state documents (creating,
+    /// then created; NUL-separated) the init's own hooks read.
+    pub const HOOKS_DONE: u8 = b'D';
 }
 
 impl SyncSocket {

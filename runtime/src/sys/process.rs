@@ -87,11 +87,26 @@ pub fn switch_user(p: &ProcessPlan) -> Result<()> {
         caps::set(None, which, &s)
             .map_err(|e| Error::Init(format!("setting the {name} capabilities: {e}")))
     };
+    // Loading a seccomp filter without no_new_privs takes CAP_SYS_ADMIN,
+    // and the filter is loaded right before execve: until then the process
+    // keeps it in its permitted and effective sets only. execve computes
+    // the new sets from the bounding, inheritable and ambient sets (and the
+    // file's), never from these, so the program does not get it.
+    let with_admin = |set: &[caps::Capability]| {
+        let mut v = set.to_vec();
+        if p.seccomp.is_some()
+            && !p.no_new_privileges
+            && !v.contains(&caps::Capability::CAP_SYS_ADMIN)
+        {
+            v.push(caps::Capability::CAP_SYS_ADMIN);
+        }
+        v
+    };
     // effective ⊆ permitted at every step: shrink effective first, grow it last.
     set(CapSet::Effective, &[], "effective")?;
     set(CapSet::Inheritable, &c.inheritable, "inheritable")?;
-    set(CapSet::Permitted, &c.permitted, "permitted")?;
-    set(CapSet::Effective, &c.effective, "effective")?;
+    set(CapSet::Permitted, &with_admin(&c.permitted), "permitted")?;
+    set(CapSet::Effective, &with_admin(&c.effective), "effective")?;
     set(CapSet::Ambient, &c.ambient, "ambient")?;
     if p.no_new_privileges {
         nix::sys::prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS".into())?;
@@ -128,12 +143,14 @@ pub struct Exec {
     pub path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// The process's seccomp filter, loaded as the very last step.
+    seccomp: Option<super::seccomp::Program>,
 }
 
 /// Finds `args[0]` in the container (by the process's own PATH when it has
 /// no `/`), as execvp would, so a missing binary is reported by `create`,
 /// not lost after `start`.
-pub fn prepare_exec(p: &ProcessPlan) -> Result<Exec> {
+pub fn prepare_exec(p: &ProcessPlan, seccomp: Option<super::seccomp::Program>) -> Result<Exec> {
     let cmd = &p.args[0];
     let path = if cmd.contains('/') {
         let path = PathBuf::from(cmd);
@@ -175,6 +192,7 @@ pub fn prepare_exec(p: &ProcessPlan) -> Result<Exec> {
             .iter()
             .map(|e| cstr(e.as_bytes(), "process.env"))
             .collect::<Result<_>>()?,
+        seccomp,
     })
 }
 
@@ -191,10 +209,16 @@ fn check_executable(path: &Path) -> std::io::Result<()> {
 }
 
 impl Exec {
-    /// Closes every descriptor from `keep_below` up on exec, then execs.
-    /// Returns only on failure.
+    /// Closes every descriptor from `keep_below` up on exec, loads the
+    /// seccomp filter, then execs: the filter sees only execve of the
+    /// runtime's own calls. Returns only on failure.
     pub fn exec(&self, keep_below: RawFd) -> Error {
         close_on_exec_from(keep_below);
+        if let Some(f) = &self.seccomp {
+            if let Err(e) = f.load() {
+                return Error::Init(format!("seccomp: loading the filter: {e}"));
+            }
+        }
         match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
             Err(e) => Error::Init(format!(
                 "exec {}: {}",
