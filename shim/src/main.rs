@@ -5,6 +5,7 @@
 //! `start`, the server itself. The server starts tasks with the engine
 //! in-process (no helper binary per operation).
 
+mod bootstrap;
 mod events;
 mod service;
 mod stats;
@@ -29,11 +30,17 @@ pub struct ShimArgs {
     pub id: String,
     pub bundle: PathBuf,
     pub debug: bool,
+    /// `-info`: print the runtime's info (containerd 2) and exit.
+    pub info: bool,
     pub action: String,
+    /// Flags this shim does not know, ignored (said in the shim's log):
+    /// a newer containerd's must not stop its tasks.
+    pub ignored: Vec<String>,
 }
 
 impl ShimArgs {
     fn parse(args: impl Iterator<Item = String>) -> Result<Self, String> {
+        const ACTIONS: [&str; 2] = ["start", "delete"];
         let mut a = ShimArgs::default();
         let mut it = args.skip(1).peekable();
         while let Some(arg) = it.next() {
@@ -46,30 +53,50 @@ impl ShimArgs {
                 Some((n, v)) => (n.to_string(), Some(v.to_string())),
                 None => (flag.to_string(), None),
             };
-            if name == "debug" || name == "v" {
-                a.debug = inline.as_deref() != Some("false");
-                if name == "v" {
+            let on = inline.as_deref() != Some("false");
+            match name.as_str() {
+                "debug" => a.debug = on,
+                "info" => a.info = on,
+                "v" | "version" => {
                     println!("containerd-shim-isoexec-v1 {}", runtime::VERSION);
                     std::process::exit(0);
                 }
-                continue;
+                "namespace" | "address" | "publish-binary" | "id" | "bundle" | "socket"
+                | "debug-socket" | "debug-fifo" => {
+                    let value = match inline {
+                        Some(v) => v,
+                        None => it
+                            .next()
+                            .ok_or_else(|| format!("flag -{name} needs a value"))?,
+                    };
+                    match name.as_str() {
+                        "namespace" => a.namespace = value,
+                        "address" => a.address = value,
+                        "publish-binary" => a.publish_binary = value,
+                        "id" => a.id = value,
+                        "bundle" => a.bundle = PathBuf::from(value),
+                        // containerd's, changing nothing here.
+                        _ => {}
+                    }
+                }
+                _ => {
+                    // Go style: a flag's value follows it unless it is a
+                    // switch; a word that is an action or a flag is not one.
+                    let value = match inline {
+                        Some(v) => Some(v),
+                        None => {
+                            it.next_if(|n| !n.starts_with('-') && !ACTIONS.contains(&n.as_str()))
+                        }
+                    };
+                    a.ignored.push(match value {
+                        Some(v) => format!("-{name} {v}"),
+                        None => format!("-{name}"),
+                    });
+                }
             }
-            let value = match inline {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .ok_or_else(|| format!("flag -{name} needs a value"))?,
-            };
-            match name.as_str() {
-                "namespace" => a.namespace = value,
-                "address" => a.address = value,
-                "publish-binary" => a.publish_binary = value,
-                "id" => a.id = value,
-                "bundle" => a.bundle = PathBuf::from(value),
-                // Flags of newer containerd that change nothing here.
-                "socket" | "debug-fifo" => {}
-                other => return Err(format!("unknown flag -{other}")),
-            }
+        }
+        if a.info {
+            return Ok(a);
         }
         if a.bundle.as_os_str().is_empty() {
             a.bundle = std::env::current_dir().map_err(|e| e.to_string())?;
@@ -89,6 +116,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.info {
+        return match bootstrap::info(&mut std::io::stdin().lock()) {
+            Ok(bytes) => match std::io::stdout().write_all(&bytes) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("containerd-shim-isoexec-v1: -info: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("containerd-shim-isoexec-v1: -info: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let r = match args.action.as_str() {
         "start" => start(&args),
         "delete" => delete(&args),
@@ -170,10 +212,13 @@ fn start(args: &ShimArgs) -> Result<(), String> {
         std::fs::write(args.bundle.join("address"), &address)
             .map_err(|e| format!("writing {}/address: {e}", args.bundle.display()))
     };
+    // What containerd reads back: the plain address (1.6, 1.7) or, for
+    // containerd 2, the bootstrap document with the task API v3.
+    let answer = bootstrap::start_answer(&address);
     if UnixStream::connect(&sock).is_ok() {
         // The group's shim is running: it serves this task too.
         write_address()?;
-        print!("{address}");
+        print!("{answer}");
         return Ok(());
     }
     // The server forks tasks' processes: never as the host's writable
@@ -213,7 +258,7 @@ fn start(args: &ShimArgs) -> Result<(), String> {
         }
     }
     write_address()?;
-    print!("{address}");
+    print!("{answer}");
     let _ = std::io::stdout().flush();
     Ok(())
 }
@@ -268,6 +313,9 @@ fn serve(args: &ShimArgs) -> Result<(), String> {
 /// listening socket `fd`.
 fn serve_on(args: &ShimArgs, fd: std::os::fd::RawFd) -> Result<(), String> {
     io::open_log(&args.bundle);
+    for flag in &args.ignored {
+        io::log(&format!("ignoring the unknown flag {flag}"));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -353,8 +401,26 @@ mod tests {
         assert_eq!(a.bundle, PathBuf::from("/b"));
         assert!(a.debug);
         assert_eq!(a.action, "start");
-        let e = ShimArgs::parse(["shim", "-bogus", "x"].iter().map(|s| s.to_string())).unwrap_err();
-        assert!(e.contains("unknown flag -bogus"), "{e}");
+        // A newer containerd's flags are ignored, with or without a value.
+        let a = ShimArgs::parse(
+            [
+                "shim",
+                "-namespace",
+                "n",
+                "-bogus",
+                "x",
+                "-switch",
+                "-new=1",
+                "delete",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .unwrap();
+        assert_eq!(a.ignored, ["-bogus x", "-switch", "-new 1"]);
+        assert_eq!((a.namespace.as_str(), a.action.as_str()), ("n", "delete"));
+        let a = ShimArgs::parse(["shim", "-info"].iter().map(|s| s.to_string())).unwrap();
+        assert!(a.info, "-info needs no namespace");
         let e = ShimArgs::parse(["shim", "-id", "x"].iter().map(|s| s.to_string())).unwrap_err();
         assert!(e.contains("-namespace is required"), "{e}");
     }
