@@ -1039,3 +1039,146 @@ fn hooks_of_a_spec_run_through_ctr() {
     let _ = ctd.ctr(&["c", "rm", "unhooked"]);
     ctd.assert_clean("unhooked");
 }
+
+#[test]
+fn containerd_2s_side_info_bootstrap_and_the_task_api_v3() {
+    // containerd 2 (not buildable with Debian 12's Go) as its code talks to
+    // a shim: `-info` for the runtime's description, `start` from the
+    // containerd binary (here a stand-in whose Go build info says
+    // containerd 2, all a shim can read of its caller), the bootstrap
+    // answer selecting the task API v3, then a task's life over ttrpc.
+    use containerd_shim_protos::api::*;
+    use containerd_shim_protos::types::introspection::RuntimeInfo;
+    use containerd_shim_protos::TaskClient;
+    use protobuf::Message;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    require_root();
+    let shim = binary("containerd-shim-isoexec-v1");
+
+    let o = Command::new(&shim)
+        .arg("-info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = RuntimeInfo::parse_from_bytes(&o.stdout).expect("a RuntimeInfo");
+    assert_eq!(info.name, RUNTIME);
+    let features: serde_json::Value = serde_json::from_slice(&info.features.value).unwrap();
+    assert_eq!(features["ociVersionMax"], "1.2.0");
+    assert!(
+        features["hooks"].as_array().is_some_and(|h| h.len() == 6),
+        "{features}"
+    );
+
+    let dir = TempDir::new("isoexec-ctd2");
+    let fake = dir.path().join("containerd");
+    fake_containerd2(&fake);
+    let id = unique("v3");
+    let bundle = dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task/ctd2")
+        .join(&id);
+    std::fs::create_dir_all(&bundle).unwrap();
+    let b = Bundle::busybox(&["sh", "-c", "echo v3 > /out; exit 4"], |c| {
+        c["root"]["readonly"] = serde_json::json!(false);
+    });
+    std::fs::write(
+        bundle.join("config.json"),
+        std::fs::read_to_string(b.path().join("config.json"))
+            .unwrap()
+            .replace(
+                "\"rootfs\"",
+                &format!("{:?}", b.rootfs().display().to_string()),
+            ),
+    )
+    .unwrap();
+    // The shim's log, a fifo containerd reads: held open here.
+    let log_fifo = bundle.join("log");
+    let path = std::ffi::CString::new(log_fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let mut log = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&log_fifo)
+        .unwrap();
+    let address = dir.path().join("containerd.sock");
+    let start = |parent: Option<&Path>| {
+        let mut c = match parent {
+            Some(p) => {
+                let mut c = Command::new(p);
+                c.arg(&shim);
+                c
+            }
+            None => Command::new(&shim),
+        };
+        c.args(["-namespace", "ctd2", "-address"])
+            .arg(&address)
+            .args([
+                "-publish-binary",
+                "/bin/false",
+                "-id",
+                &id,
+                "-new-flag",
+                "x",
+                "start",
+            ])
+            .current_dir(&bundle)
+            .env_remove("TTRPC_ADDRESS")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = start(Some(&fake));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let boot: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bootstrap JSON");
+    assert_eq!(boot["version"], 3, "{boot}");
+    assert_eq!(boot["protocol"], "ttrpc");
+    let addr = boot["address"].as_str().unwrap().to_string();
+    assert!(addr.starts_with("unix:///"), "{addr}");
+    // The same shim, asked by containerd 1.x (this test): the plain address.
+    let o = start(None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), addr);
+
+    let client = TaskClient::new(ttrpc::Client::connect(&addr).expect("connecting"));
+    let ctx = || ttrpc::context::with_timeout(10_000_000_000);
+    let mut req = CreateTaskRequest::new();
+    req.id = id.clone();
+    req.bundle = bundle.display().to_string();
+    let created = client.create(ctx(), &req).expect("create over task API v3");
+    assert!(created.pid > 0);
+    let mut req = StartRequest::new();
+    req.id = id.clone();
+    client.start(ctx(), &req).expect("start");
+    let mut req = WaitRequest::new();
+    req.id = id.clone();
+    let waited = client.wait(ctx(), &req).expect("wait");
+    assert_eq!(waited.exit_status, 4);
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("out")).unwrap(),
+        "v3\n"
+    );
+    let mut req = DeleteRequest::new();
+    req.id = id.clone();
+    client.delete(ctx(), &req).expect("delete");
+    let mut req = ShutdownRequest::new();
+    req.id = id.clone();
+    let _ = client.shutdown(ctx(), &req);
+    let sock = PathBuf::from(addr.trim_start_matches("unix://"));
+    assert!(
+        eventually(5, || !sock.exists()),
+        "the shim's socket outlived it"
+    );
+    assert!(!dir.path().join("state/isoexec/ctd2").join(&id).exists());
+    // The unknown flag was ignored and said in the shim's log.
+    let mut text = vec![0u8; 65536];
+    let n = log.read(&mut text).unwrap_or(0);
+    let text = String::from_utf8_lossy(&text[..n]);
+    assert!(
+        text.contains("ignoring the unknown flag -new-flag x"),
+        "{text}"
+    );
+}

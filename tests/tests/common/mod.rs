@@ -479,10 +479,23 @@ pub fn swapper(dest: &Path) {
     attacker(&BUILT, "swap", dest);
 }
 
+/// A stand-in for containerd 2 as a shim's parent (tests/fakes/containerd2.c):
+/// `containerd2 PROGRAM ARGS...` runs the program as its child.
+pub fn fake_containerd2(dest: &Path) {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    build_c(&BUILT, "fakes/containerd2", dest);
+}
+
 fn attacker(built: &std::sync::OnceLock<PathBuf>, name: &str, dest: &Path) {
+    build_c(built, &format!("attack/{name}"), dest)
+}
+
+/// tests/SOURCE.c built static once per test binary, copied to `dest`.
+fn build_c(built: &std::sync::OnceLock<PathBuf>, source: &str, dest: &Path) {
+    let name = source.rsplit('/').next().unwrap_or(source);
     let built = built.get_or_init(|| {
         let out = std::env::temp_dir().join(unique(name));
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("attack/{name}.c"));
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("{source}.c"));
         let o = Command::new("cc")
             .args(["-static", "-O2", "-o"])
             .arg(&out)
