@@ -22,13 +22,18 @@ fn rel(path: &str) -> &str {
     path.trim_start_matches('/')
 }
 
-/// The v1 hierarchies a task's cgroup lives in: the controllers isoexec
-/// limits, accounts, freezes or guards devices with. Not blkio (no block-IO
-/// limits) nor named hierarchies such as name=systemd: each would cost a
-/// mkdir, a join and an rmdir on every task start for nothing.
+/// The v1 hierarchies every task's cgroup lives in: the controllers
+/// isoexec limits, accounts, freezes or guards devices with. Not named
+/// hierarchies such as name=systemd, nor the controllers below unless the
+/// task's resources use them: each would cost a mkdir, a join and an
+/// rmdir on every task start for nothing.
 const V1_CONTROLLERS: [&str; 7] = [
     "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
 ];
+
+/// v1 controllers a task's cgroup is made in only when its resources ask
+/// (blockIO, hugepageLimits, network).
+const V1_ON_DEMAND: [&str; 4] = ["blkio", "hugetlb", "net_cls", "net_prio"];
 
 /// The host's cgroup hierarchies, found once per process: cgroups-rs's
 /// `auto()` parses /proc/self/mountinfo on every call, and a long-lived
@@ -43,7 +48,7 @@ fn hierarchy() -> Box<dyn cgroups_rs::Hierarchy> {
 
 /// A handle on cgroup `path` (made or not) in the hierarchies isoexec uses.
 /// Create and load both go through here, so they always agree.
-fn handle(path: &str) -> cgroups_rs::error::Result<Cgroup> {
+fn handle(path: &str, extra: &[&str]) -> cgroups_rs::error::Result<Cgroup> {
     let hier = hierarchy();
     if !path.starts_with('/') {
         // Relative cgroupsPath: below the runtime's own cgroup, per controller.
@@ -53,7 +58,11 @@ fn handle(path: &str) -> cgroups_rs::error::Result<Cgroup> {
     Ok(if hier.v2() {
         Cgroup::load(hier, rel(path))
     } else {
-        let controllers = V1_CONTROLLERS.iter().map(|c| c.to_string()).collect();
+        let controllers = V1_CONTROLLERS
+            .iter()
+            .chain(extra)
+            .map(|c| c.to_string())
+            .collect();
         Cgroup::load_with_specified_controllers(hier, rel(path), controllers)
     })
 }
@@ -80,7 +89,16 @@ impl CgroupManager {
         resources: Option<&LinuxResources>,
         devices: &[DeviceRule],
     ) -> Result<Self> {
-        let cg = handle(path).map_err(|e| cg_err(path, e))?;
+        let extra: Vec<&str> = resources
+            .and_then(|r| v1_writes(r).ok())
+            .map(|w| {
+                V1_ON_DEMAND
+                    .into_iter()
+                    .filter(|c| w.iter().any(|x| x.controller == *c))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cg = handle(path, &extra).map_err(|e| cg_err(path, e))?;
         // An existing cgroup with processes is someone else's: putting the
         // task there would make delete (or this create's undo) kill them.
         let mut others: Vec<u64> = cg.procs().into_iter().map(|p| p.pid).collect();
@@ -120,8 +138,20 @@ impl CgroupManager {
 
     /// A handle on an existing cgroup (for state, kill --all, exec, delete).
     pub fn load(path: &str) -> Self {
+        // The on-demand controllers the cgroup was made in: those where
+        // its directory exists.
+        let present: Vec<&str> = match handle(path, &V1_ON_DEMAND) {
+            Ok(all) if !all.v2() => all
+                .subsystems()
+                .iter()
+                .map(|s| (s.controller_name(), s.to_controller().path().to_path_buf()))
+                .filter(|(name, dir)| V1_ON_DEMAND.contains(&name.as_str()) && dir.exists())
+                .filter_map(|(name, _)| V1_ON_DEMAND.into_iter().find(|c| *c == name))
+                .collect(),
+            _ => vec![],
+        };
         CgroupManager {
-            cg: handle(path).unwrap_or_else(|_| Cgroup::load(hierarchy(), path)),
+            cg: handle(path, &present).unwrap_or_else(|_| Cgroup::load(hierarchy(), path)),
             path: path.to_string(),
         }
     }
@@ -163,7 +193,48 @@ impl CgroupManager {
                 return Err(self.refused(l, e));
             }
         }
+        for w in v1_writes(r)? {
+            self.write_v1(&w)?;
+        }
         Ok(())
+    }
+
+    /// One [`V1Write`] into its controller's directory of the cgroup.
+    fn write_v1(&self, w: &V1Write) -> Result<()> {
+        let dir = self
+            .controller_dir(w.controller)
+            .ok_or_else(|| Error::Cgroup {
+                path: self.path.clone(),
+                reason: format!(
+                    "{} needs the {} controller, which this host has not mounted",
+                    w.field, w.controller
+                ),
+            })?;
+        // BFQ (the only proportional scheduler of recent kernels) names
+        // the weights blkio.bfq.*.
+        let mut file = dir.join(&w.file);
+        if !file.exists() {
+            if let Some(bfq) = w.file.strip_prefix("blkio.") {
+                let alt = dir.join(format!("blkio.bfq.{bfq}"));
+                if alt.exists() {
+                    file = alt;
+                }
+            }
+        }
+        std::fs::write(&file, &w.value).map_err(|e| {
+            let hint = if file.exists() {
+                ""
+            } else {
+                ": no such file in the cgroup (not in this kernel, or the block device's scheduler has no weights)"
+            };
+            Error::Cgroup {
+                path: self.path.clone(),
+                reason: format!(
+                    "the kernel refused {} = {:?} as {} ({e}){hint}",
+                    w.field, w.value, w.file
+                ),
+            }
+        })
     }
 
     /// cgroup v2: every file [`v2_writes`] gives, in order, into the
@@ -562,6 +633,155 @@ pub fn limits(r: &LinuxResources) -> Vec<Limit> {
     out
 }
 
+/// One write of a cgroup v1 controller's file the typed limits do not
+/// cover, with the spec field it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Write {
+    pub controller: &'static str,
+    pub file: String,
+    pub value: String,
+    pub field: String,
+}
+
+/// The rest of `linux.resources` on cgroup v1, in write order: the OOM
+/// killer switch, the kernel memory limits, blkio weights and throttles,
+/// hugetlb limits, net_cls and net_prio. Pure. (blkio weights are written
+/// to the BFQ files where CFQ's are missing: see [`CgroupManager::apply`].)
+pub fn v1_writes(r: &LinuxResources) -> Result<Vec<V1Write>> {
+    let mut out = Vec::new();
+    let mut push = |controller, file: &str, value: String, field: String| {
+        out.push(V1Write {
+            controller,
+            file: file.to_string(),
+            value,
+            field,
+        })
+    };
+    if let Some(m) = r.memory() {
+        if m.disable_oom_killer() == Some(true) {
+            push(
+                "memory",
+                "memory.oom_control",
+                "1".into(),
+                "linux.resources.memory.disableOOMKiller".into(),
+            );
+        }
+        if let Some(v) = m.kernel() {
+            push(
+                "memory",
+                "memory.kmem.limit_in_bytes",
+                v.to_string(),
+                "linux.resources.memory.kernel".into(),
+            );
+        }
+        if let Some(v) = m.kernel_tcp() {
+            push(
+                "memory",
+                "memory.kmem.tcp.limit_in_bytes",
+                v.to_string(),
+                "linux.resources.memory.kernelTCP".into(),
+            );
+        }
+    }
+    if let Some(b) = r.block_io() {
+        const BLKIO: &str = "linux.resources.blockIO";
+        if let Some(v) = b.weight() {
+            push(
+                "blkio",
+                "blkio.weight",
+                v.to_string(),
+                format!("{BLKIO}.weight"),
+            );
+        }
+        if let Some(v) = b.leaf_weight() {
+            push(
+                "blkio",
+                "blkio.leaf_weight",
+                v.to_string(),
+                format!("{BLKIO}.leafWeight"),
+            );
+        }
+        for (i, d) in b.weight_device().iter().flatten().enumerate() {
+            let field = format!("{BLKIO}.weightDevice[{i}]");
+            if let Some(v) = d.weight() {
+                let value = format!("{}:{} {v}", d.major(), d.minor());
+                push("blkio", "blkio.weight_device", value, field.clone());
+            }
+            if let Some(v) = d.leaf_weight() {
+                let value = format!("{}:{} {v}", d.major(), d.minor());
+                push("blkio", "blkio.leaf_weight_device", value, field);
+            }
+        }
+        let throttles = [
+            (
+                "blkio.throttle.read_bps_device",
+                b.throttle_read_bps_device(),
+                "throttleReadBpsDevice",
+            ),
+            (
+                "blkio.throttle.write_bps_device",
+                b.throttle_write_bps_device(),
+                "throttleWriteBpsDevice",
+            ),
+            (
+                "blkio.throttle.read_iops_device",
+                b.throttle_read_iops_device(),
+                "throttleReadIOPSDevice",
+            ),
+            (
+                "blkio.throttle.write_iops_device",
+                b.throttle_write_iops_device(),
+                "throttleWriteIOPSDevice",
+            ),
+        ];
+        for (file, devices, name) in throttles {
+            for (i, d) in devices.iter().flatten().enumerate() {
+                let value = format!("{}:{} {}", d.major(), d.minor(), d.rate());
+                push("blkio", file, value, format!("{BLKIO}.{name}[{i}]"));
+            }
+        }
+    }
+    for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+        let field = format!("linux.resources.hugepageLimits[{i}]");
+        let size = h.page_size();
+        if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(
+                field,
+                format!("pageSize {size:?} is not a page size such as \"2MB\""),
+            ));
+        }
+        let file = format!("hugetlb.{size}.limit_in_bytes");
+        push("hugetlb", &file, h.limit().to_string(), field);
+    }
+    if let Some(n) = r.network() {
+        if let Some(v) = n.class_id() {
+            push(
+                "net_cls",
+                "net_cls.classid",
+                v.to_string(),
+                "linux.resources.network.classID".into(),
+            );
+        }
+        for (i, p) in n.priorities().iter().flatten().enumerate() {
+            let name = p.name();
+            let field = format!("linux.resources.network.priorities[{i}]");
+            if name.is_empty() || name.contains(['/', ' ', '\n']) {
+                return Err(Error::invalid(
+                    field,
+                    format!("{name:?} is not an interface name"),
+                ));
+            }
+            push(
+                "net_prio",
+                "net_prio.ifpriomap",
+                format!("{name} {}", p.priority()),
+                field,
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// One write of a cgroup v2 interface file, with the spec field it comes
 /// from (for errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -697,6 +917,22 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<V2Write>> {
                 "cgroup v2 cannot turn the OOM killer off for a cgroup",
             ));
         }
+        for (set, field) in [(m.kernel(), "kernel"), (m.kernel_tcp(), "kernelTCP")] {
+            if set.is_some() {
+                return Err(Error::invalid(
+                    format!("linux.resources.memory.{field}"),
+                    "cgroup v2 has no separate kernel memory limit (memory.max counts it): remove it",
+                ));
+            }
+        }
+    }
+    if r.network().as_ref().is_some_and(|n| {
+        n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty())
+    }) {
+        return Err(Error::invalid(
+            "linux.resources.network",
+            "cgroup v2 has no net_cls or net_prio controller: remove classID and priorities",
+        ));
     }
     if let Some(p) = r.pids() {
         let v = if p.limit() > 0 {
@@ -955,6 +1191,72 @@ mod tests {
         }
         let e = err(serde_json::json!({"hugepageLimits": [{"pageSize": "2MB/../x", "limit": 1}]}));
         assert!(e.contains("hugepageLimits[0]"), "{e}");
+        let e = err(serde_json::json!({"memory": {"kernelTCP": 1048576}}));
+        assert!(e.contains("linux.resources.memory.kernelTCP"), "{e}");
+        let e = err(serde_json::json!({"network": {"classID": 1}}));
+        assert!(e.contains("linux.resources.network"), "{e}");
+    }
+
+    fn v1(json: serde_json::Value) -> Result<Vec<(&'static str, String, String, String)>> {
+        let r: LinuxResources = serde_json::from_value(json).unwrap();
+        v1_writes(&r).map(|v| {
+            v.into_iter()
+                .map(|w| (w.controller, w.file, w.value, w.field))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn v1_files_beyond_the_typed_limits_in_write_order() {
+        let got = v1(serde_json::json!({
+            "memory": {"disableOOMKiller": true, "kernel": 8388608, "kernelTCP": 4194304},
+            "blockIO": {
+                "weight": 300, "leafWeight": 200,
+                "weightDevice": [{"major": 8, "minor": 0, "weight": 500}],
+                "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}]
+            },
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]}
+        }))
+        .unwrap();
+        let files: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|(c, f, v, _)| (*c, f.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("memory", "memory.oom_control", "1"),
+                ("memory", "memory.kmem.limit_in_bytes", "8388608"),
+                ("memory", "memory.kmem.tcp.limit_in_bytes", "4194304"),
+                ("blkio", "blkio.weight", "300"),
+                ("blkio", "blkio.leaf_weight", "200"),
+                ("blkio", "blkio.weight_device", "8:0 500"),
+                ("blkio", "blkio.throttle.read_bps_device", "8:0 1048576"),
+                ("blkio", "blkio.throttle.write_iops_device", "8:16 100"),
+                ("hugetlb", "hugetlb.2MB.limit_in_bytes", "4194304"),
+                ("net_cls", "net_cls.classid", "1048577"),
+                ("net_prio", "net_prio.ifpriomap", "eth0 5"),
+            ]
+        );
+        assert_eq!(got[0].3, "linux.resources.memory.disableOOMKiller");
+        assert_eq!(
+            got[7].3,
+            "linux.resources.blockIO.throttleWriteIOPSDevice[0]"
+        );
+        assert_eq!(got[10].3, "linux.resources.network.priorities[0]");
+        // The OOM killer left on (false) writes nothing; nor do empty lists.
+        assert!(
+            v1(serde_json::json!({"memory": {"disableOOMKiller": false}, "blockIO": {}}))
+                .unwrap()
+                .is_empty()
+        );
+        let e =
+            v1(serde_json::json!({"network": {"priorities": [{"name": "a b", "priority": 1}]}}))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("priorities[0]"), "{e}");
     }
 
     #[test]

@@ -1816,3 +1816,175 @@ fn seccomp_is_loaded_last_so_a_profile_may_deny_the_runtimes_own_calls() {
         }
     }
 }
+
+/// MAJOR:MINOR of a block device of this machine (a disk if there is one).
+fn a_block_device() -> Option<String> {
+    let mut devs: Vec<(String, String)> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dev = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            Some((name, dev.trim().to_string()))
+        })
+        .collect();
+    devs.sort_by_key(|(n, _)| {
+        n.starts_with("loop") || n.starts_with("zram") || n.starts_with("ram")
+    });
+    devs.into_iter().next().map(|(_, d)| d)
+}
+
+#[test]
+fn block_io_oom_killer_kernel_tcp_hugepages_and_network_applied_or_refused_by_name() {
+    let iso = Isoexec::new();
+    let v2 = cgroup_v2();
+    let create = |resources: serde_json::Value, args: &[&str]| {
+        let b = Bundle::busybox(args, |c| c["linux"]["resources"] = resources);
+        let id = unique("res");
+        let o = iso.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+        (b, id, o)
+    };
+    let refused = |o: &std::process::Output, words: &[&str]| {
+        assert!(!o.status.success(), "should have failed");
+        let e = stderr(o);
+        for w in words {
+            assert!(e.contains(w), "{w:?} not in {e}");
+        }
+    };
+
+    // blockIO throttles: blkio.throttle.* on v1, io.max on v2.
+    if let Some(dev) = a_block_device() {
+        let (maj, min) = dev.split_once(':').unwrap();
+        let (maj, min): (i64, i64) = (maj.parse().unwrap(), min.parse().unwrap());
+        let (_b, id, o) = create(
+            json!({"blockIO": {"throttleReadBpsDevice": [{"major": maj, "minor": min, "rate": 1048576}],
+                               "throttleWriteIOPSDevice": [{"major": maj, "minor": min, "rate": 120}]}}),
+            &["sleep", "100"],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let path = format!("/isoexec/{id}");
+        if v2 {
+            let max = read_trimmed(&cgroup_dir("", &path).join("io.max"));
+            assert!(
+                max.contains(&format!("{dev} rbps=1048576")) && max.contains("wiops=120"),
+                "{max}"
+            );
+        } else {
+            let dir = cgroup_dir("blkio", &path);
+            assert_eq!(
+                read_trimmed(&dir.join("blkio.throttle.read_bps_device")),
+                format!("{dev} 1048576")
+            );
+            assert_eq!(
+                read_trimmed(&dir.join("blkio.throttle.write_iops_device")),
+                format!("{dev} 120")
+            );
+        }
+        iso.ok(&["delete", "--force", &id]);
+        assert!(
+            !cgroup_dir("blkio", &path).exists(),
+            "the blkio cgroup outlived the task"
+        );
+    } else {
+        eprintln!("no block device on this machine: blockIO not tried");
+    }
+
+    // The OOM killer off: a task over its limit waits instead of dying.
+    // (The shell grows its string in user space: a fault there waits, where
+    // one inside a system call would fail the call instead.)
+    let (_b, id, o) = create(
+        json!({"memory": {"limit": 16 << 20, "disableOOMKiller": true}}),
+        &sh("x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo survived"),
+    );
+    if v2 {
+        refused(
+            &o,
+            &[
+                "disableOOMKiller",
+                "cgroup v2 cannot turn the OOM killer off",
+            ],
+        );
+    } else {
+        assert!(o.status.success(), "{}", stderr(&o));
+        iso.ok(&["start", &id]);
+        let control = cgroup_dir("memory", &format!("/isoexec/{id}")).join("memory.oom_control");
+        assert!(
+            eventually(10, || read_trimmed(&control).contains("under_oom 1")),
+            "{}",
+            read_trimmed(&control)
+        );
+        assert!(read_trimmed(&control).contains("oom_kill_disable 1"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(
+            iso.status(&id),
+            "running",
+            "killed although the OOM killer is off"
+        );
+        iso.ok(&["delete", "--force", &id]);
+    }
+
+    // Kernel TCP memory: memory.kmem.tcp on v1; v2 has none apart.
+    let (_b, id, o) = create(json!({"memory": {"kernelTCP": 4 << 20}}), &["true"]);
+    if v2 {
+        refused(
+            &o,
+            &[
+                "linux.resources.memory.kernelTCP",
+                "cgroup v2 has no separate kernel memory",
+            ],
+        );
+    } else {
+        assert!(o.status.success(), "{}", stderr(&o));
+        let f =
+            cgroup_dir("memory", &format!("/isoexec/{id}")).join("memory.kmem.tcp.limit_in_bytes");
+        assert_eq!(read_trimmed(&f), (4 << 20).to_string());
+        iso.ok(&["delete", "--force", &id]);
+    }
+
+    // Hugepages and the network classes: applied where the controller is,
+    // refused by name where it is not.
+    let (_b, id, o) = create(
+        json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]}),
+        &["true"],
+    );
+    let hugetlb = if v2 {
+        read_trimmed(Path::new("/sys/fs/cgroup/cgroup.controllers")).contains("hugetlb")
+    } else {
+        Path::new("/sys/fs/cgroup/hugetlb").exists()
+    };
+    if hugetlb {
+        assert!(o.status.success(), "{}", stderr(&o));
+        let file = if v2 {
+            "hugetlb.2MB.max"
+        } else {
+            "hugetlb.2MB.limit_in_bytes"
+        };
+        let f = cgroup_dir("hugetlb", &format!("/isoexec/{id}")).join(file);
+        assert_eq!(read_trimmed(&f), (4 << 20).to_string());
+        iso.ok(&["delete", "--force", &id]);
+    } else if v2 {
+        refused(
+            &o,
+            &["linux.resources.hugepageLimits[0]", "hugetlb.2MB.max"],
+        );
+    } else {
+        refused(
+            &o,
+            &["linux.resources.hugepageLimits[0] needs the hugetlb controller"],
+        );
+    }
+    assert!(!iso.state_dir(&id).exists());
+    let (_b, id, o) = create(json!({"network": {"classID": 1048577}}), &["true"]);
+    if v2 {
+        refused(&o, &["linux.resources.network", "no net_cls or net_prio"]);
+    } else if Path::new("/sys/fs/cgroup/net_cls").exists() {
+        assert!(o.status.success(), "{}", stderr(&o));
+        iso.ok(&["delete", "--force", &id]);
+    } else {
+        refused(
+            &o,
+            &["linux.resources.network.classID needs the net_cls controller"],
+        );
+    }
+    assert!(!iso.state_dir(&id).exists());
+}
