@@ -38,6 +38,19 @@ fn status(e: supervisor::Error) -> Status {
     Status::new(code, e.message)
 }
 
+/// A failure of a task's create: a wrong field of the spec isoexecd wrote
+/// is the request's mistake, named as the request's field.
+fn request_error(e: supervisor::Error) -> Status {
+    match e
+        .spec_field
+        .as_ref()
+        .and_then(|(f, r)| Some((spec::request_field(f)?, r)))
+    {
+        Some((field, reason)) => Status::invalid_argument(format!("{field}: {reason}")),
+        None => status(e),
+    }
+}
+
 fn field(e: spec::FieldError) -> Status {
     Status::invalid_argument(e.to_string())
 }
@@ -172,7 +185,7 @@ impl Daemon {
                 // notification may come after the exit.
                 let oom = self
                     .sup
-                    .with_cgroup(&id, |cg| isoexec_shim::usage::oom_kills(cg) > 0)
+                    .with_cgroup(&id, |cg| cg.oom_kills() > 0)
                     .unwrap_or(false);
                 if oom {
                     self.oom(&id, pid);
@@ -655,7 +668,7 @@ impl RuntimeService for Arc<Daemon> {
                 driver,
                 rootfs_mounted: false,
             })
-            .map_err(|e| undo(status(e)))?;
+            .map_err(|e| undo(request_error(e)))?;
         for w in &created.warnings {
             tracing::warn!(task = %id, "{w}");
         }

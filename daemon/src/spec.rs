@@ -375,6 +375,34 @@ pub fn hooks(h: &crate::api::Hooks) -> Result<Value> {
     Ok(Value::Object(out))
 }
 
+/// The request's field an OCI spec field of [`task_spec`] comes from.
+pub fn request_field(oci: &str) -> Option<String> {
+    let direct = [
+        ("process.cwd", "config.work_dir"),
+        ("process.args[0]", "config.command"),
+        ("process.user", "config.user"),
+        ("process.env", "config.env"),
+        ("linux.seccomp", "config.seccomp_profile"),
+        ("hooks", "config.hooks"),
+    ];
+    if let Some(i) = oci
+        .strip_prefix("process.args[")
+        .and_then(|r| r.strip_suffix(']'))
+    {
+        // args[0] is the command; the request's args start at args[1].
+        return match i.parse::<usize>().ok()? {
+            0 => Some("config.command".into()),
+            n => Some(format!("config.args[{}]", n - 1)),
+        };
+    }
+    direct
+        .iter()
+        .find(|(o, _)| {
+            oci == *o || oci.starts_with(&format!("{o}.")) || oci.starts_with(&format!("{o}["))
+        })
+        .map(|(o, r)| format!("{r}{}", &oci[o.len()..]))
+}
+
 /// The OCI spec of a task: the driver's template, with the task config.
 pub fn task_spec(
     cfg: &TaskConfig,
@@ -389,6 +417,21 @@ pub fn task_spec(
         ));
     }
     let mut spec = runtime::features::spec_template_for(driver);
+    let nul = |field: String, v: &str| {
+        if v.contains('\0') {
+            Err(invalid(field, "contains a NUL byte"))
+        } else {
+            Ok(())
+        }
+    };
+    nul("config.command".into(), &cfg.command)?;
+    for (i, a) in cfg.args.iter().enumerate() {
+        nul(format!("config.args[{i}]"), a)?;
+    }
+    for (k, v) in &cfg.env {
+        nul(format!("config.env[{k:?}]"), &format!("{k}{v}"))?;
+    }
+    nul("config.work_dir".into(), &cfg.work_dir)?;
     let mut args = vec![cfg.command.clone()];
     args.extend(cfg.args.iter().cloned());
     let (uid, gid, extra) = resolve_user(&cfg.user, host.passwd, host.group)?;

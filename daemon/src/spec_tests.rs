@@ -328,3 +328,41 @@ fn tasks_get_dockers_seccomp_profile_unless_they_opt_out() {
         assert!(e.message.contains(want), "{p}: {}", e.message);
     }
 }
+
+#[test]
+fn the_engines_spec_fields_become_the_requests() {
+    for (oci, request) in [
+        ("process.cwd", Some("config.work_dir")),
+        ("process.args[0]", Some("config.command")),
+        ("process.args[2]", Some("config.args[1]")),
+        (
+            "linux.seccomp.syscalls[3]",
+            Some("config.seccomp_profile.syscalls[3]"),
+        ),
+        ("linux.resources.memory.limit", None),
+        (
+            "hooks.prestart[0].path",
+            Some("config.hooks.prestart[0].path"),
+        ),
+        ("root.path", None),
+        ("process.cwdx", None),
+    ] {
+        assert_eq!(request_field(oci).as_deref(), request, "{oci}");
+    }
+}
+
+#[test]
+fn nul_bytes_are_refused_naming_the_request_field() {
+    let mut c = TaskConfig {
+        command: "/bin/true".into(),
+        ..Default::default()
+    };
+    c.env.insert("K".into(), "a\0b".into());
+    assert_eq!(err_of(&c).field, "config.env[\"K\"]");
+    c.env.clear();
+    c.args = vec!["ok".into(), "x\0".into()];
+    assert_eq!(err_of(&c).field, "config.args[1]");
+    c.args.clear();
+    c.command = "/bin/\0true".into();
+    assert_eq!(err_of(&c).field, "config.command");
+}

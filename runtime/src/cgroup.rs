@@ -359,6 +359,25 @@ impl CgroupManager {
         })
     }
 
+    /// How many processes the kernel killed in the cgroup for its memory
+    /// limit (v2 `memory.events`, v1 `memory.oom_control`: `oom_kill N`).
+    pub fn oom_kills(&self) -> u64 {
+        let (controller, file) = if self.is_v2() {
+            ("", "memory.events")
+        } else {
+            ("memory", "memory.oom_control")
+        };
+        self.controller_dir(controller)
+            .and_then(|dir| std::fs::read_to_string(dir.join(file)).ok())
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+
     /// The processes in the cgroup.
     pub fn procs(&self) -> Vec<i32> {
         let mut pids: Vec<i32> = self.cg.procs().into_iter().map(|p| p.pid as i32).collect();

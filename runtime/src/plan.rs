@@ -936,12 +936,24 @@ pub fn process_plan(p: &oci_spec::runtime::Process, field: &str) -> Result<Proce
             format!("{:?} is not an absolute path", cwd.display().to_string()),
         ));
     }
+    if let Some(i) = args.iter().position(|a| a.contains('\0')) {
+        return Err(Error::invalid(
+            format!("{field}.args[{i}]"),
+            "contains a NUL byte",
+        ));
+    }
     let env = p.env().clone().unwrap_or_default();
     for (i, e) in env.iter().enumerate() {
         if !e.contains('=') || e.starts_with('=') {
             return Err(Error::invalid(
                 format!("{field}.env[{i}]"),
                 format!("{e:?} is not NAME=value"),
+            ));
+        }
+        if e.contains('\0') {
+            return Err(Error::invalid(
+                format!("{field}.env[{i}]"),
+                "contains a NUL byte",
             ));
         }
     }
@@ -952,13 +964,15 @@ pub fn process_plan(p: &oci_spec::runtime::Process, field: &str) -> Result<Proce
             let set = |name: &str, s: Option<&oci_spec::runtime::Capabilities>| {
                 capability_set(&format!("{field}.capabilities.{name}"), s)
             };
-            CapabilityPlan {
+            let plan = CapabilityPlan {
                 bounding: set("bounding", c.bounding().as_ref())?,
                 effective: set("effective", c.effective().as_ref())?,
                 inheritable: set("inheritable", c.inheritable().as_ref())?,
                 permitted: set("permitted", c.permitted().as_ref())?,
                 ambient: set("ambient", c.ambient().as_ref())?,
-            }
+            };
+            check_capability_sets(&format!("{field}.capabilities"), &plan)?;
+            plan
         }
     };
     let mut rlimits = Vec::new();
@@ -1011,6 +1025,47 @@ pub fn process_plan(p: &oci_spec::runtime::Process, field: &str) -> Result<Proce
         }),
         seccomp: None,
     })
+}
+
+/// The kernel's rules between the sets (capset(2), PR_CAP_AMBIENT), checked
+/// here so a spec that breaks them is told which capability and why, not
+/// "Operation not permitted" from inside the container.
+fn check_capability_sets(field: &str, c: &CapabilityPlan) -> Result<()> {
+    let outside = |set: &[caps::Capability], of: &[&[caps::Capability]]| -> Vec<String> {
+        set.iter()
+            .filter(|x| !of.iter().all(|o| o.contains(x)))
+            .map(|x| x.to_string())
+            .collect()
+    };
+    let check = |name: &str, set: &[caps::Capability], of: &[&[caps::Capability]], why: &str| {
+        let bad = outside(set, of);
+        if bad.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            format!("{field}.{name}"),
+            format!("{} {why}", bad.join(", ")),
+        ))
+    };
+    check(
+        "effective",
+        &c.effective,
+        &[&c.permitted],
+        "not in permitted: a process's effective set is part of its permitted set",
+    )?;
+    check(
+        "inheritable",
+        &c.inheritable,
+        &[&c.bounding],
+        "not in bounding: the kernel refuses an inheritable capability outside the bounding set",
+    )?;
+    check(
+        "ambient",
+        &c.ambient,
+        &[&c.permitted, &c.inheritable],
+        "not in both permitted and inheritable: the kernel raises an ambient capability only from those",
+    )?;
+    Ok(())
 }
 
 fn capability_set(

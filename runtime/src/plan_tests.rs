@@ -502,8 +502,10 @@ fn user_and_terminal() {
 fn capability_sets_are_separate() {
     let p = plan_of(|v| {
         v["process"]["capabilities"] = json!({
-            "bounding": ["CAP_CHOWN", "CAP_KILL"],
+            "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID"],
             "effective": ["CAP_CHOWN"],
+            "permitted": ["CAP_CHOWN", "CAP_KILL"],
+            "inheritable": ["CAP_KILL"],
             "ambient": ["CAP_KILL"]
         })
     })
@@ -511,11 +513,44 @@ fn capability_sets_are_separate() {
     let c = &p.process.capabilities;
     assert_eq!(
         c.bounding,
-        [caps::Capability::CAP_CHOWN, caps::Capability::CAP_KILL]
+        [
+            caps::Capability::CAP_CHOWN,
+            caps::Capability::CAP_KILL,
+            caps::Capability::CAP_SETUID
+        ]
     );
     assert_eq!(c.effective, [caps::Capability::CAP_CHOWN]);
-    assert!(c.permitted.is_empty());
+    assert_eq!(
+        c.permitted,
+        [caps::Capability::CAP_CHOWN, caps::Capability::CAP_KILL]
+    );
+    assert_eq!(c.inheritable, [caps::Capability::CAP_KILL]);
     assert_eq!(c.ambient, [caps::Capability::CAP_KILL]);
+}
+
+#[test]
+fn capability_sets_the_kernel_refuses_are_refused_naming_set_and_capability() {
+    let cases = [
+        (
+            json!({"bounding": ["CAP_CHOWN"], "effective": ["CAP_CHOWN", "CAP_KILL"], "permitted": ["CAP_CHOWN"]}),
+            "process.capabilities.effective",
+            "CAP_KILL not in permitted",
+        ),
+        (
+            json!({"bounding": ["CAP_CHOWN"], "inheritable": ["CAP_SYS_TIME"]}),
+            "process.capabilities.inheritable",
+            "CAP_SYS_TIME not in bounding",
+        ),
+        (
+            json!({"bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"], "ambient": ["CAP_KILL"]}),
+            "process.capabilities.ambient",
+            "CAP_KILL not in both permitted and inheritable",
+        ),
+    ];
+    for (sets, field, why) in cases {
+        let e = err_of(|v| v["process"]["capabilities"] = sets.clone());
+        assert!(e.contains(field) && e.contains(why), "{e}");
+    }
 }
 
 #[test]
@@ -767,4 +802,12 @@ fn device_rule_access_is_checked() {
         e.contains("linux.resources.devices[0]") && e.contains("rwx"),
         "{e}"
     );
+}
+
+#[test]
+fn nul_bytes_in_args_or_env_are_refused_naming_the_entry() {
+    let e = err_of(|v| v["process"]["args"] = json!(["sh", "a\u{0}b"]));
+    assert!(e.contains("process.args[1]") && e.contains("NUL"), "{e}");
+    let e = err_of(|v| v["process"]["env"] = json!(["PATH=/bin", "A=x\u{0}y"]));
+    assert!(e.contains("process.env[1]") && e.contains("NUL"), "{e}");
 }

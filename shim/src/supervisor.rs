@@ -39,6 +39,9 @@ pub enum Kind {
 pub struct Error {
     pub kind: Kind,
     pub message: String,
+    /// (field, reason) when the spec's field was wrong: a front end that
+    /// wrote the spec from its own request names its request's field.
+    pub spec_field: Option<(String, String)>,
 }
 
 impl std::fmt::Display for Error {
@@ -53,6 +56,7 @@ pub fn error(kind: Kind, message: impl Into<String>) -> Error {
     Error {
         kind,
         message: message.into(),
+        spec_field: None,
     }
 }
 
@@ -69,7 +73,11 @@ impl From<runtime::Error> for Error {
             E::Policy(_) => Kind::PermissionDenied,
             _ => Kind::Internal,
         };
-        error(kind, e.to_string())
+        let mut out = error(kind, e.to_string());
+        if let E::InvalidSpec { field, reason } = e {
+            out.spec_field = Some((field, reason));
+        }
+        out
     }
 }
 

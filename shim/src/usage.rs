@@ -80,7 +80,7 @@ pub fn read(cg: &CgroupManager) -> Usage {
         u.swap_limit = read_u64(&dir, "memory.swap.max");
         u.memory_rss = ms.get("anon").copied().unwrap_or(0);
         u.memory_cache = ms.get("file").copied().unwrap_or(0);
-        u.oom_kills = oom_kills(cg);
+        u.oom_kills = cg.oom_kills();
         return u;
     }
     if let Some(dir) = cg.controller_dir("pids") {
@@ -106,21 +106,7 @@ pub fn read(cg: &CgroupManager) -> Usage {
         u.swap_limit = read_u64(&dir, "memory.memsw.limit_in_bytes");
         u.swap_max_usage = read_u64(&dir, "memory.memsw.max_usage_in_bytes");
         u.swap_failcnt = read_u64(&dir, "memory.memsw.failcnt");
-        u.oom_kills = oom_kills(cg);
+        u.oom_kills = cg.oom_kills();
     }
     u
-}
-
-/// How many processes the kernel killed in the cgroup for its memory
-/// limit (v2 memory.events, v1 memory.oom_control). One file, for callers
-/// that need only this.
-pub fn oom_kills(cg: &CgroupManager) -> u64 {
-    let (controller, file) = if cg.is_v2() {
-        ("", "memory.events")
-    } else {
-        ("memory", "memory.oom_control")
-    };
-    cg.controller_dir(controller)
-        .and_then(|dir| keyed(&dir, file).get("oom_kill").copied())
-        .unwrap_or(0)
 }

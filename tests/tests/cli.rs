@@ -209,7 +209,10 @@ fn environment_and_cwd() {
     let (out, err, code) = iso.run_bundle(&b, &[]);
     // /tmp/work does not exist in the tmpfs: a clear error.
     assert_ne!(code, 0);
-    assert!(err.contains("cannot enter process.cwd /tmp/work"), "{err}");
+    assert!(
+        err.contains("invalid process.cwd in config.json: cannot enter /tmp/work in the container: No such file or directory"),
+        "{err}"
+    );
 
     let mut b = b;
     b.config["process"]["cwd"] = json!("/tmp");
@@ -481,7 +484,7 @@ fn exec_into_a_running_container() {
     // A missing binary is an error naming it.
     let e = iso.fails(&["exec", &id, "no-such-binary"]);
     assert!(
-        e.contains("\"no-such-binary\": executable file not found"),
+        e.contains("exec: process.args[0]: \"no-such-binary\": executable file not found"),
         "{e}"
     );
 
@@ -1986,5 +1989,57 @@ fn block_io_oom_killer_kernel_tcp_hugepages_and_network_applied_or_refused_by_na
             &["linux.resources.network.classID needs the net_cls controller"],
         );
     }
+    assert!(!iso.state_dir(&id).exists());
+}
+
+#[test]
+fn an_init_that_dies_during_its_set_up_is_reported_with_how_and_where() {
+    let iso = Isoexec::new();
+    // Killed from outside while it waits for the runtime's hooks.
+    let b = Bundle::busybox(&["true"], |c| {
+        c["hooks"] = json!({"prestart": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", "pid=$(cat | sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); kill -9 $pid"],
+        }]});
+    });
+    let id = unique("died");
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("the container init was killed by SIGKILL during its set-up (at \"init: hooks of create\")"),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    // Killed by the kernel for its memory limit: said so, with the field.
+    let b = Bundle::busybox(&["true"], |c| {
+        c["process"]["env"] = json!(["PATH=/bin", format!("BIG={}", "x".repeat(8 << 20))]);
+        c["linux"]["resources"] = json!({"memory": {"limit": 2 << 20}});
+    });
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains(
+            "the container init was killed by SIGKILL during its set-up (at \"init: credentials\")"
+        ) && e.contains("linux.resources.memory.limit is too low"),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    for c in ["memory", "pids"] {
+        assert!(!cgroup_dir(c, &format!("/isoexec/{id}")).exists());
+    }
+    // A wrong type names the field; capability sets the kernel refuses
+    // name the set and the capability.
+    let b = Bundle::busybox(&["true"], |c| c["process"]["user"]["uid"] = json!("root"));
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(e.contains("not a valid OCI runtime spec: process.user.uid: invalid type: string \"root\", expected u32"), "{e}");
+    let b = Bundle::busybox(&["true"], |c| {
+        c["process"]["capabilities"] =
+            json!({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": []});
+    });
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains(
+            "invalid process.capabilities.effective in config.json: CAP_KILL not in permitted"
+        ),
+        "{e}"
+    );
     assert!(!iso.state_dir(&id).exists());
 }

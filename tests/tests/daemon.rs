@@ -841,6 +841,27 @@ fn errors_carry_codes_and_messages_a_person_can_act_on() {
             Code::PermissionDenied,
             "uid 0",
         );
+        // Mistakes in the request found inside the task: the request's
+        // field, not the spec isoexecd wrote.
+        let mut cfg = sh("true");
+        cfg.work_dir = "/no/such/dir".into();
+        expect(
+            create(&mut c, "err", "t", cfg).await,
+            Code::InvalidArgument,
+            "config.work_dir: cannot enter /no/such/dir in the container: No such file or directory",
+        );
+        expect(
+            create(&mut c, "err", "t", config("no-such-program", &[])).await,
+            Code::InvalidArgument,
+            "config.command: \"no-such-program\": executable file not found",
+        );
+        let mut cfg = sh("true");
+        cfg.env.insert("K".into(), "a\0b".into());
+        expect(
+            create(&mut c, "err", "t", cfg).await,
+            Code::InvalidArgument,
+            "config.env[\"K\"]: contains a NUL byte",
+        );
 
         let t = create(&mut c, "err", "t", config("/bin/sleep", &["100"]))
             .await

@@ -251,12 +251,17 @@ fn spawn(
     }
     crate::debug::phase("create: clone");
     let (parent_end, child_end) = SyncSocket::pair().ctx(|| "socketpair".into())?;
+    // Where the init records its steps: if it dies, the error says where.
+    let steps = crate::debug::StepPage::new();
     // SAFETY: the caller is single-threaded (the command line, the shim's
     // current-thread runtime); the child only runs `init_main`.
     let child = unsafe { sys::clone_fork_in(pid_ns.as_ref().map(|f| f.as_fd()), flags) }
         .ctx(|| "clone of the container init".into())?;
     let Some(child) = child else {
         drop(parent_end);
+        if let Some(s) = &steps {
+            s.record_here();
+        }
         init::init_main(init::InitArgs {
             plan,
             sync: &child_end,
@@ -301,6 +306,8 @@ fn spawn(
                     INIT_TIMEOUT.as_secs()
                 )))
             }
+            // The init is gone, its end reset.
+            Err(nix::errno::Errno::ECONNRESET) => break Err(init_died(undo, steps.as_ref())),
             Err(e) => {
                 break Err(Error::sys(
                     "waiting for the container init",
@@ -340,10 +347,8 @@ fn spawn(
                 crate::debug::phase("create: init ready");
                 break Ok(());
             }
-            Some((msg::ERROR, m)) => {
-                break Err(Error::Init(String::from_utf8_lossy(&m).into_owned()))
-            }
-            _ => break Err(Error::Init("the container init died during set-up".into())),
+            Some((tag @ (msg::ERROR | msg::INVALID), m)) => break Err(sys::child_error(tag, &m)),
+            _ => break Err(init_died(undo, steps.as_ref())),
         }
     };
     // What the init made in the task directory goes with the rest, whether
@@ -352,6 +357,51 @@ fn spawn(
         p.add_mount_points(&made);
     }
     r.map(|()| (child, made))
+}
+
+/// The error for an init that died before it said why: how it ended (it
+/// is reaped here, so the undo never signals a pid that could be reused),
+/// the step it was at, and whether the kernel killed it for its memory.
+fn init_died(undo: &mut Undo, steps: Option<&crate::debug::StepPage>) -> Error {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut how = "died".to_string();
+    if let Some(pid) = undo.child {
+        for _ in 0..100 {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    how = format!("was killed by {sig}");
+                    undo.child = None;
+                    break;
+                }
+                Ok(WaitStatus::Exited(_, code)) => {
+                    how = format!("exited with status {code}");
+                    undo.child = None;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    undo.child = None;
+                    break;
+                }
+            }
+        }
+    }
+    let at = steps
+        .and_then(|s| s.last())
+        .map(|s| format!(" (at \"{s}\")"))
+        .unwrap_or_default();
+    let oom = undo.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
+    let hint = if oom {
+        ": the kernel killed it for the cgroup's memory limit; linux.resources.memory.limit is too low even to set the container up"
+    } else {
+        ""
+    };
+    Error::Init(format!(
+        "the container init {how} during its set-up{at}{hint}"
+    ))
 }
 
 /// Rolls back a half-made container when `create` fails.

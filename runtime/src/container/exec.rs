@@ -144,8 +144,16 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
             .map_err(fail)?
         {
             Some((msg::READY, _)) => continue,
-            Some((msg::ERROR, m)) => {
-                return Err(fail(Error::Init(String::from_utf8_lossy(&m).into_owned())))
+            Some((tag @ (msg::ERROR | msg::INVALID), m)) => {
+                // The process is the exec's (its arguments, --cwd, a
+                // process.json), not config.json's.
+                let e = match crate::sys::child_error(tag, &m) {
+                    Error::InvalidSpec { field, reason } => {
+                        Error::InvalidArgument(format!("exec: {field}: {reason}"))
+                    }
+                    e => e,
+                };
+                return Err(fail(e));
             }
             _ => break,
         }

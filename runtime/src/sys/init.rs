@@ -80,7 +80,7 @@ pub fn init_main(args: InitArgs) -> ! {
             std::process::exit(127);
         }
         Err(e) => {
-            let _ = args.sync.send(msg::ERROR, e.to_string().as_bytes());
+            let _ = args.sync.send_error(&e);
             std::process::exit(1);
         }
     }
@@ -267,7 +267,7 @@ pub fn exec_main(args: ExecArgs) -> ! {
         }
         Err(e) => e,
     };
-    let _ = args.sync.send(msg::ERROR, err.to_string().as_bytes());
+    let _ = args.sync.send_error(&err);
     std::process::exit(127);
 }
 

@@ -177,6 +177,9 @@ pub mod msg {
     pub const READY: u8 = b'R';
     /// Child → runtime: failed; the rest of the message says why.
     pub const ERROR: u8 = b'E';
+    /// Child → runtime: failed on a field of the spec (`FIELD\0REASON`),
+    /// e.g. a process.cwd that does not exist in the container.
+    pub const INVALID: u8 = b'I';
     /// Init → runtime, before READY or ERROR: host paths it created in the
     /// task directory for mounts to stand on (NUL-separated), removed with
     /// the task.
@@ -187,6 +190,15 @@ pub mod msg {
     /// Runtime → init, the answer to HOOKS: the state documents (creating,
     /// then created; NUL-separated) the init's own hooks read.
     pub const HOOKS_DONE: u8 = b'D';
+}
+
+/// The error an ERROR or INVALID message carries.
+pub fn child_error(tag: u8, body: &[u8]) -> crate::Error {
+    let text = String::from_utf8_lossy(body);
+    match (tag, text.split_once('\0')) {
+        (msg::INVALID, Some((field, reason))) => crate::Error::invalid(field, reason),
+        _ => crate::Error::Init(text.into_owned()),
+    }
 }
 
 impl SyncSocket {
@@ -219,6 +231,17 @@ impl SyncSocket {
             return Ok(());
         }
         self.send(msg::MADE, &body)
+    }
+
+    /// Sends a child's failure: a spec field's as INVALID, so the runtime's
+    /// caller can tell a mistake in its request from a failure.
+    pub fn send_error(&self, e: &crate::Error) -> nix::Result<()> {
+        match e {
+            crate::Error::InvalidSpec { field, reason } => {
+                self.send(msg::INVALID, format!("{field}\0{reason}").as_bytes())
+            }
+            other => self.send(msg::ERROR, other.to_string().as_bytes()),
+        }
     }
 
     pub fn send(&self, tag: u8, body: &[u8]) -> nix::Result<()> {

@@ -84,8 +84,27 @@ pub fn switch_user(p: &ProcessPlan) -> Result<()> {
 
     let set = |which: CapSet, caps: &[caps::Capability], name: &str| -> Result<()> {
         let s: CapsHashSet = caps.iter().copied().collect();
-        caps::set(None, which, &s)
-            .map_err(|e| Error::Init(format!("setting the {name} capabilities: {e}")))
+        caps::set(None, which, &s).map_err(|e| {
+            // What the runtime itself does not hold (a kernel without the
+            // capability, a runtime started with fewer) is the usual cause.
+            let held = caps::read(None, CapSet::Permitted).unwrap_or_default();
+            let mut missing: Vec<String> = s
+                .iter()
+                .filter(|c| !held.contains(c))
+                .map(|c| c.to_string())
+                .collect();
+            missing.sort();
+            let why = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(": the runtime does not hold {} (not in this kernel, or the runtime was started without it)", missing.join(", "))
+            };
+            Error::Init(format!("process.capabilities.{name}: setting {:?} failed ({e}){why}", {
+                let mut v: Vec<String> = s.iter().map(|c| c.to_string()).collect();
+                v.sort();
+                v
+            }))
+        })
     };
     // Loading a seccomp filter without no_new_privs takes CAP_SYS_ADMIN,
     // and the filter is loaded right before execve: until then the process
@@ -121,11 +140,14 @@ pub fn enter_cwd(p: &ProcessPlan) -> Result<()> {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
     }
     nix::unistd::chdir(&p.cwd).map_err(|e| {
-        Error::Init(format!(
-            "cannot enter process.cwd {}: {}",
-            p.cwd.display(),
-            std::io::Error::from(e)
-        ))
+        Error::invalid(
+            "process.cwd",
+            format!(
+                "cannot enter {} in the container: {}",
+                p.cwd.display(),
+                std::io::Error::from(e)
+            ),
+        )
     })?;
     let cwd = nix::unistd::getcwd().ctx(|| "getcwd".into())?;
     if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(unreachable)") {
@@ -155,9 +177,10 @@ pub fn prepare_exec(p: &ProcessPlan, seccomp: Option<super::seccomp::Program>) -
     let path = if cmd.contains('/') {
         let path = PathBuf::from(cmd);
         check_executable(&path).map_err(|e| {
-            Error::Init(format!(
-                "exec: {cmd:?}: {e} (process.args[0] in the container)"
-            ))
+            Error::invalid(
+                "process.args[0]",
+                format!("cannot execute {cmd:?} in the container: {e}"),
+            )
         })?;
         path
     } else {
@@ -172,9 +195,12 @@ pub fn prepare_exec(p: &ProcessPlan, seccomp: Option<super::seccomp::Program>) -
             .map(|d| Path::new(d).join(cmd))
             .find(|c| check_executable(c).is_ok())
             .ok_or_else(|| {
-                Error::Init(format!(
-                    "exec: {cmd:?}: executable file not found in $PATH ({search}) in the container"
-                ))
+                Error::invalid(
+                    "process.args[0]",
+                    format!(
+                        "{cmd:?}: executable file not found in $PATH ({search}) in the container"
+                    ),
+                )
             })?
     };
     let cstr = |s: &[u8], what: &str| {
