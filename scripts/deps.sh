@@ -13,6 +13,8 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 # The shim's tests: containerd and ctr; script(1) for terminal sessions.
 command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || need+=(containerd)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
+# OCI clients the tests run isoexec under: podman (with conmon).
+command -v podman >/dev/null 2>&1 || need+=(podman)
 # keyctl: the tests' keyring attack.
 command -v keyctl >/dev/null 2>&1 || need+=(keyutils)
 # The tests read the eBPF device programs attached to cgroups (v2).

@@ -202,6 +202,11 @@ pub struct DriverConfig {
     /// together), in MiB: a filesystem of that size, ENOSPC at the limit.
     /// `None`: they are directories of the task's root, unlimited.
     pub ephemeral_disk_mb: Option<u64>,
+    /// What a task gets as its root when its spec does not say
+    /// (`io.isoexec.chroot_env`): the exec driver's chroot_env (default),
+    /// or the bundle's root as it is (`default_root = "image"`, for clients
+    /// that cannot pass annotations: Docker, podman).
+    pub image_by_default: bool,
     /// The file it came from, if any (for messages).
     pub source: Option<PathBuf>,
 }
@@ -227,6 +232,7 @@ struct RawConfig {
     chroot_mode: Option<String>,
     chroot_env_hide: Option<Vec<String>>,
     ephemeral_disk_mb: Option<u64>,
+    default_root: Option<String>,
 }
 
 /// Parses a capability name: case-insensitive, with or without `cap_`.
@@ -367,6 +373,15 @@ impl DriverConfig {
             chroot_mode,
             chroot_env_hide,
             ephemeral_disk_mb: raw.ephemeral_disk_mb.filter(|mb| *mb > 0),
+            image_by_default: match raw.default_root.as_deref() {
+                None | Some("chroot_env") => false,
+                Some("image") => true,
+                Some(other) => {
+                    return Err(err(format!(
+                        "default_root must be \"chroot_env\" (the exec driver's) or \"image\" (the bundle's root as it is), got {other:?}"
+                    )))
+                }
+            },
             source: None,
         })
     }

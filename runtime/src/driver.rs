@@ -97,7 +97,9 @@ pub fn sandbox_of(annotations: &BTreeMap<String, String>) -> Result<Option<Strin
 }
 
 /// The chroot plan for task `id`, or `None` when the task asked for plain
-/// image semantics (`io.isoexec.chroot_env = "none"`).
+/// image semantics (`io.isoexec.chroot_env = "none"`, or no annotation
+/// with `default_root = "image"`; `"driver"` asks for the chroot_env
+/// whatever the default).
 pub fn chroot_plan(
     id: &str,
     annotations: &BTreeMap<String, String>,
@@ -105,12 +107,13 @@ pub fn chroot_plan(
     state_root: &Path,
 ) -> Result<Option<ChrootPlan>> {
     match annotations.get(ANN_CHROOT_ENV).map(String::as_str) {
-        None | Some("") | Some("default") => {}
+        None | Some("") | Some("default") if driver.image_by_default => return Ok(None),
+        None | Some("") | Some("default") | Some("driver") => {}
         Some("none") => return Ok(None),
         Some(other) => {
             return Err(Error::invalid(
                 format!("annotations[{ANN_CHROOT_ENV:?}]"),
-                format!("{other:?}: use \"none\" (image semantics) or leave it out"),
+                format!("{other:?}: use \"none\" (image semantics), \"driver\" (the driver's chroot_env), or leave it out (the config's default_root)"),
             ))
         }
     }

@@ -61,6 +61,32 @@ fn image_semantics_by_annotation() {
 }
 
 #[test]
+fn image_semantics_by_default_for_clients_without_annotations() {
+    let image = "default_root = \"image\"";
+    assert!(plan_with(image, |_| {}).unwrap().chroot.is_none());
+    let p = plan_with(image, |v| {
+        v["annotations"] = json!({ANN_CHROOT_ENV: "default"})
+    })
+    .unwrap();
+    assert!(p.chroot.is_none(), "default is the config's default");
+    // A task can still ask for the driver's root.
+    let p = plan_with(image, |v| {
+        v["annotations"] = json!({ANN_CHROOT_ENV: "driver"})
+    })
+    .unwrap();
+    assert!(p.chroot.is_some());
+    let p = plan_with("default_root = \"chroot_env\"", |_| {}).unwrap();
+    assert!(p.chroot.is_some());
+    let e = DriverConfig::parse(Path::new("/c.toml"), "default_root = \"images\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("default_root") && e.contains("\"images\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn chroot_mode_from_config_or_annotation() {
     let p = plan_with("chroot_mode = \"link\"", |_| {}).unwrap();
     assert_eq!(p.chroot.unwrap().mode, ChrootMode::Link);

@@ -241,9 +241,27 @@ fn capabilities_against_allow_caps() {
     let (out, err, code) = iso.run_bundle(&b, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "CapBnd:\t0000000000000021\n");
+    // Without a log, stderr that is not a terminal (conmon's exec gives the
+    // exec'd process's own) gets no warning.
+    assert!(!err.contains("warning"), "{err}");
+    // A person at a terminal sees it.
+    let cmd = format!(
+        "{} --root {} run --bundle {} {}",
+        binary("isoexec").display(),
+        iso.root.path().display(),
+        b.path().display(),
+        unique("tty")
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = stdout(&o);
     assert!(
-        err.contains("warning: dropping capabilities not in allow_caps: net_raw"),
-        "{err}"
+        text.contains("warning: dropping capabilities not in allow_caps: net_raw")
+            && text.contains("CapBnd:\t0000000000000021"),
+        "{text}"
     );
     // With --log (as conmon, Docker and the runc shim run it, the
     // container's stderr being the runtime's) the warning goes there alone.

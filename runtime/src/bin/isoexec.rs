@@ -542,15 +542,18 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> Result<CreateOptions> {
     })
 }
 
-/// Warnings go where errors go: stderr, and the log.
 /// Warnings go to `--log` alone when there is one, as runc's do: conmon,
 /// Docker and containerd's runc shim give the runtime the container's own
 /// stderr, and a warning there lands in the container's output and logs.
+/// Without a log they go to stderr only when it is a terminal (a person
+/// at the command line): conmon runs `exec` without `--log`, with the
+/// exec'd process's stderr as the runtime's.
 fn warn(cli: &Cli, warnings: &[String]) {
+    use std::io::IsTerminal;
     for w in warnings {
         if cli.log.is_some() {
             log_line(cli, "warning", w);
-        } else {
+        } else if std::io::stderr().is_terminal() {
             eprintln!("isoexec: warning: {w}");
         }
     }
