@@ -1182,3 +1182,92 @@ fn containerd_2s_side_info_bootstrap_and_the_task_api_v3() {
         "{text}"
     );
 }
+
+#[test]
+fn containerds_runc_shim_drives_the_isoexec_cli() {
+    // containerd's own runc shim with `--runc-binary isoexec`: the CLI as
+    // the runc it expects (create/start/state/kill/delete/exec/ps/pause/
+    // resume/update with --root, --log and --log-format json), image
+    // semantics from the config named in the shim's environment.
+    let dir = TempDir::new("isoexec-runc-shim");
+    let config = dir.path().join("image.toml");
+    std::fs::write(&config, "default_root = \"image\"\n").unwrap();
+    let ctd = Containerd::start_with(&[("ISOEXEC_CONFIG", config.to_str().unwrap())]);
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    let isoexec = binary("isoexec");
+    let run = |flags: &[&str], id: &str, cmd: &[&str]| {
+        let mut args = vec!["run", "--runtime", "io.containerd.runc.v2", "--runc-binary"];
+        args.push(isoexec.to_str().unwrap());
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--rootfs", rootfs.to_str().unwrap(), id]);
+        args.extend_from_slice(cmd);
+        ctd.ctr(&args)
+    };
+    let o = run(
+        &["--rm"],
+        "r1",
+        &["sh", "-c", "echo hi; ls /bin/busybox; exit 3"],
+    );
+    assert_eq!(stdout(&o), "hi\n/bin/busybox\n", "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+
+    let o = run(&["-d"], "r2", &["sleep", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "r2",
+        "sh",
+        "-c",
+        "echo in-exec; exit 5",
+    ]);
+    assert_eq!(
+        (stdout(&o).as_str(), o.status.code()),
+        ("in-exec\n", Some(5)),
+        "{}",
+        stderr(&o)
+    );
+    // The runc shim's root for its runtime: isoexec's state is there.
+    let runc_root = Path::new("/run/containerd/runc/default");
+    assert!(runc_root.join("r2/state.json").exists());
+    let ps = ctd.ok(&["task", "ps", "r2"]);
+    assert_eq!(ps.lines().count(), 2, "{ps}");
+    assert!(ctd.ok(&["task", "metrics", "r2"]).contains("memory"));
+    ctd.ok(&["task", "pause", "r2"]);
+    assert!(ctd
+        .ok(&["task", "ls"])
+        .lines()
+        .any(|l| l.starts_with("r2") && l.contains("PAUSED")));
+    ctd.ok(&["task", "resume", "r2"]);
+    assert!(ctd
+        .ok(&["task", "ls"])
+        .lines()
+        .any(|l| l.starts_with("r2") && l.contains("RUNNING")));
+    ctd.kill_and_remove("r2");
+
+    let o = run(
+        &["--rm", "--memory-limit", &(32u64 << 20).to_string()],
+        "r3",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?",
+        ],
+    );
+    assert_eq!(stdout(&o), "dd=137\n", "{}", stderr(&o));
+    // The runtime said nothing in the containers' output, and left no
+    // state in the runc shim's root for the runtime (--root).
+    assert!(!stderr(&o).contains("isoexec"), "{}", stderr(&o));
+    for id in ["r1", "r2", "r3"] {
+        assert!(
+            !runc_root.join(id).exists(),
+            "state of {id} left in {}",
+            runc_root.display()
+        );
+    }
+    assert!(ctd.ok(&["c", "ls", "-q"]).trim().is_empty());
+}
