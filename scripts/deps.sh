@@ -13,8 +13,9 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 # The shim's tests: containerd and ctr; script(1) for terminal sessions.
 command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || need+=(containerd)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
-# OCI clients the tests run isoexec under: podman (with conmon).
+# OCI clients the tests run isoexec under: podman (with conmon), Docker.
 command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 # keyctl: the tests' keyring attack.
 command -v keyctl >/dev/null 2>&1 || need+=(keyutils)
 # The tests read the eBPF device programs attached to cgroups (v2).

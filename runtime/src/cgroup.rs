@@ -704,7 +704,8 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<V1Write>> {
     }
     if let Some(b) = r.block_io() {
         const BLKIO: &str = "linux.resources.blockIO";
-        if let Some(v) = b.weight() {
+        // 0 is "not set" (Docker sends it), as runc reads it.
+        if let Some(v) = b.weight().filter(|w| *w > 0) {
             push(
                 "blkio",
                 "blkio.weight",
@@ -712,7 +713,7 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<V1Write>> {
                 format!("{BLKIO}.weight"),
             );
         }
-        if let Some(v) = b.leaf_weight() {
+        if let Some(v) = b.leaf_weight().filter(|w| *w > 0) {
             push(
                 "blkio",
                 "blkio.leaf_weight",
@@ -722,11 +723,11 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<V1Write>> {
         }
         for (i, d) in b.weight_device().iter().flatten().enumerate() {
             let field = format!("{BLKIO}.weightDevice[{i}]");
-            if let Some(v) = d.weight() {
+            if let Some(v) = d.weight().filter(|w| *w > 0) {
                 let value = format!("{}:{} {v}", d.major(), d.minor());
                 push("blkio", "blkio.weight_device", value, field.clone());
             }
-            if let Some(v) = d.leaf_weight() {
+            if let Some(v) = d.leaf_weight().filter(|w| *w > 0) {
                 let value = format!("{}:{} {v}", d.major(), d.minor());
                 push("blkio", "blkio.leaf_weight_device", value, field);
             }
@@ -962,7 +963,8 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<V2Write>> {
         out.push(w("pids.max", v, "linux.resources.pids.limit"));
     }
     if let Some(b) = r.block_io() {
-        if let Some(v) = b.weight() {
+        // 0 is "not set" (Docker sends it), as runc reads it.
+        if let Some(v) = b.weight().filter(|w| *w > 0) {
             out.push(w(
                 "io.weight",
                 format!("default {}", blkio_weight_to_io_weight(v)),
@@ -970,7 +972,7 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<V2Write>> {
             ));
         }
         for (i, d) in b.weight_device().iter().flatten().enumerate() {
-            if let Some(v) = d.weight() {
+            if let Some(v) = d.weight().filter(|w| *w > 0) {
                 out.push(w(
                     "io.weight",
                     format!(
@@ -1271,6 +1273,15 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        // A weight of 0 is not set (Docker's default), on both.
+        assert!(
+            v1(serde_json::json!({"blockIO": {"weight": 0, "leafWeight": 0}}))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(v2(serde_json::json!({"blockIO": {"weight": 0}}))
+            .unwrap()
+            .is_empty());
         let e =
             v1(serde_json::json!({"network": {"priorities": [{"name": "a b", "priority": 1}]}}))
                 .unwrap_err()
