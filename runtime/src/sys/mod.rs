@@ -27,6 +27,14 @@ use nix::unistd::Pid;
 /// As fork: the caller must be single-threaded, or the child must keep to
 /// async-signal-safe work until it execs.
 pub unsafe fn clone_fork(flags: CloneFlags) -> nix::Result<Option<Pid>> {
+    // The child is born non-dumpable: from its first instant it can be in
+    // a container's pid namespace, and a process there must never open
+    // /proc/PID/exe of the runtime's binary (CVE-2019-5736). The parent
+    // gets its own setting back.
+    let dumpable = libc::prctl(libc::PR_GET_DUMPABLE);
+    if dumpable > 0 {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
+    }
     let ret = libc::syscall(
         libc::SYS_clone,
         (flags.bits() as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
@@ -35,8 +43,12 @@ pub unsafe fn clone_fork(flags: CloneFlags) -> nix::Result<Option<Pid>> {
         0usize,
         0usize,
     );
+    let err = nix::errno::Errno::last();
+    if ret != 0 && dumpable > 0 {
+        libc::prctl(libc::PR_SET_DUMPABLE, dumpable);
+    }
     match ret {
-        -1 => Err(nix::errno::Errno::last()),
+        -1 => Err(err),
         0 => Ok(None),
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
