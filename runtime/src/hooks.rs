@@ -2,7 +2,10 @@
 //! the state document each hook reads on its standard input. Pure; the
 //! running is [`crate::sys::hooks`].
 //!
-//! When each kind runs, and where (as runc and crun do):
+//! When each kind runs, and where (as runc and crun do), with the state's
+//! status as crun gives it (and the OCI validation suite expects): created
+//! for the hooks of create and for startContainer, running for poststart,
+//! stopped for poststop.
 //! - `prestart` (deprecated) and `createRuntime`: during create, after the
 //!   container's namespaces and mounts exist, before its root is entered;
 //!   by the runtime, in the runtime's namespaces.

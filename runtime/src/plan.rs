@@ -480,10 +480,13 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         mounts.push(mount_plan(i, m)?);
     }
-    if !namespaces.creates(NsKind::Mount) {
+    // The root is built in the container's own mount namespace, new or
+    // joined (by path; never the runtime's own, see create): never in the
+    // host's mount table.
+    if !namespaces.has(NsKind::Mount) {
         return Err(Error::invalid(
             "linux.namespaces",
-            "isoexec needs a new mount namespace to build the root without touching the host's mounts (add {\"type\": \"mount\"})",
+            "isoexec needs a mount namespace of the container's own to build the root without touching the host's mounts (add {\"type\": \"mount\"}, or join one with a path)",
         ));
     }
     // /dev is always a fresh tmpfs with only the standard nodes, never the

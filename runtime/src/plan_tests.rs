@@ -811,3 +811,24 @@ fn nul_bytes_in_args_or_env_are_refused_naming_the_entry() {
     let e = err_of(|v| v["process"]["env"] = json!(["PATH=/bin", "A=x\u{0}y"]));
     assert!(e.contains("process.env[1]") && e.contains("NUL"), "{e}");
 }
+
+#[test]
+fn the_mount_namespace_is_new_or_joined_never_absent() {
+    let without = |v: &mut serde_json::Value, join: Option<&str>| {
+        let mut list: Vec<serde_json::Value> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] != "mount")
+            .cloned()
+            .collect();
+        if let Some(p) = join {
+            list.push(json!({"type": "mount", "path": p}));
+        }
+        v["linux"]["namespaces"] = json!(list);
+    };
+    let e = err_of(|v| without(v, None));
+    assert!(e.contains("a mount namespace of the container's own"), "{e}");
+    let p = plan_of(|v| without(v, Some("/proc/42/ns/mnt"))).unwrap();
+    assert!(p.namespaces.has(NsKind::Mount) && !p.namespaces.creates(NsKind::Mount));
+}

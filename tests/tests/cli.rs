@@ -1568,7 +1568,7 @@ fn hooks_run_in_order_in_their_namespaces_with_the_state() {
     let kinds: Vec<&str> = created.iter().map(|h| h.0.as_str()).collect();
     assert_eq!(kinds, ["prestart", "createRuntime", "createContainer"]);
     for (kind, ns, state, env) in &created {
-        assert_eq!(state["status"], "creating", "{kind}: {state}");
+        assert_eq!(state["status"], "created", "{kind}: {state}");
         assert_eq!(state["pid"], pid, "{kind}: {state}");
         assert_eq!(state["id"], json!(id));
         assert_eq!(state["bundle"], json!(b.path()));
@@ -2042,4 +2042,74 @@ fn an_init_that_dies_during_its_set_up_is_reported_with_how_and_where() {
         "{e}"
     );
     assert!(!iso.state_dir(&id).exists());
+}
+
+#[test]
+fn a_mount_namespace_joined_by_path_but_never_the_hosts() {
+    let iso = Isoexec::new();
+    // A mount namespace of its own that still shows the host's paths (as
+    // the OCI validation suite makes one): a helper started here.
+    let mut helper = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let pid = helper.id();
+    let ns = format!("/proc/{pid}/ns/mnt");
+    assert!(eventually(5, || std::fs::read_link(&ns).ok()
+        != std::fs::read_link("/proc/self/ns/mnt").ok()));
+    let ns_of_a = std::fs::read_link(&ns).unwrap();
+    let join = |path: &str| {
+        Bundle::busybox(&["readlink", "/proc/self/ns/mnt"], |c| {
+            let list: Vec<serde_json::Value> = c["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["type"] != "mount")
+                .cloned()
+                .chain([json!({"type": "mount", "path": path})])
+                .collect();
+            c["linux"]["namespaces"] = json!(list);
+        })
+    };
+    // The helper's: the root is built there, not on the host.
+    let before = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let (out, err, code) = iso.run_bundle(&join(&ns), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), ns_of_a.to_str().unwrap());
+    // The runtime's own (the host's): refused, nothing made.
+    let b = join("/proc/self/ns/mnt");
+    let id = unique("mnth");
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("linux.namespaces[mount].path")
+            && e.contains("the runtime's own mount namespace"),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    let after = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(before, after, "the host's mounts changed");
+    // No mount namespace at all: refused too.
+    let b = Bundle::busybox(&["true"], |c| {
+        let list: Vec<serde_json::Value> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] != "mount")
+            .cloned()
+            .collect();
+        c["linux"]["namespaces"] = json!(list);
+    });
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("a mount namespace of the container's own"),
+        "{e}"
+    );
+    let _ = helper.kill();
+    let _ = helper.wait();
 }

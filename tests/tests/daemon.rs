@@ -1637,9 +1637,9 @@ fn hooks_of_a_task_run_at_each_step_and_a_failing_one_fails_it() {
         assert_eq!(
             lines(),
             [
-                format!("prestart creating {pid}"),
-                format!("createRuntime creating {pid}"),
-                format!("createContainer creating {pid}"),
+                format!("prestart created {pid}"),
+                format!("createRuntime created {pid}"),
+                format!("createContainer created {pid}"),
             ]
         );
         c.start_task(StartTaskRequest {

@@ -295,10 +295,7 @@ fn podman_hooks_run_on_isoexec() {
         "hooked",
     ]);
     assert_eq!(stdout(&o), "hooked\n", "{}", stderr(&o));
-    assert_eq!(
-        std::fs::read_to_string(&log).unwrap(),
-        "creating\nrunning\n"
-    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "created\nrunning\n");
 }
 
 /// A command's program and arguments as one shell line.

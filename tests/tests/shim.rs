@@ -1005,7 +1005,7 @@ fn hooks_of_a_spec_run_through_ctr() {
     assert_eq!(stdout(&o), "main\n");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "prestart creating\ncreateRuntime creating\ncreateContainer creating\n\
+        "prestart created\ncreateRuntime created\ncreateContainer created\n\
          poststart running\npoststop stopped\n"
     );
     assert_eq!(

@@ -231,9 +231,16 @@ fn spawn(
     // Every namespace to join is checked here, where an error is plain: a
     // fifo or a file of the wrong kind is refused before the init exists.
     for (kind, path) in &plan.namespaces.join {
-        sys::open_namespace(path, *kind).map_err(|e| {
-            Error::invalid(format!("linux.namespaces[{}].path", kind.oci_name()), e)
-        })?;
+        let field = || format!("linux.namespaces[{}].path", kind.oci_name());
+        let fd = sys::open_namespace(path, *kind).map_err(|e| Error::invalid(field(), e))?;
+        // Joining the runtime's own mount namespace would build the root in
+        // the host's mount table.
+        if *kind == NsKind::Mount && sys::same_file(fd.as_fd(), Path::new("/proc/self/ns/mnt")) {
+            return Err(Error::invalid(
+                field(),
+                format!("{} is the runtime's own mount namespace: the container's root would be built in the host's mounts; give it a new one", path.display()),
+            ));
+        }
     }
     let pid_ns = match &join_pid {
         Some(path) => Some(
@@ -327,18 +334,14 @@ fn spawn(
                 // The container exists from here: a failure now is
                 // followed by its poststop hooks, as after a delete.
                 undo.poststop = Some((plan.hooks.poststop.clone(), hook_state(Status::Stopped)));
-                let creating = hook_state(Status::Creating);
-                if let Err(e) = sys::hooks::run_all(plan.hooks.runtime_create(), &creating) {
+                // "created", as crun gives it and the OCI validation suite
+                // expects, for every hook of create and for startContainer.
+                let state = hook_state(Status::Created);
+                if let Err(e) = sys::hooks::run_all(plan.hooks.runtime_create(), &state) {
                     break Err(e);
                 }
-                let mut both = creating;
-                both.push(0);
-                both.extend(hook_state(Status::Created));
-                if let Err(e) = parent_end.send(msg::HOOKS_DONE, &both) {
-                    break Err(Error::sys(
-                        "answering the container init",
-                        std::io::Error::from(e),
-                    ));
+                if parent_end.send(msg::HOOKS_DONE, &state).is_err() {
+                    break Err(init_died(undo, steps.as_ref()));
                 }
                 // The hooks' time is not the init's.
                 deadline = std::time::Instant::now() + INIT_TIMEOUT;

@@ -112,6 +112,22 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
     crate::debug::phase("init: joining cgroup");
     sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
     crate::debug::phase("init: namespaces");
+    // Opened before any namespace is joined: a joined mount namespace may
+    // not show the state directory.
+    // O_RDWR never blocks on a fifo; the read after READY does.
+    let fifo = open(
+        args.fifo_path,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", args.fifo_path.display()))?;
+    let report = args
+        .hooks_fifo
+        .map(|p| {
+            open(p, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| format!("opening {}", p.display()))
+        })
+        .transpose()?;
 
     for (kind, path) in &plan.namespaces.join {
         if *kind == NsKind::Pid {
@@ -134,20 +150,6 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
     if plan.namespaces.creates(NsKind::Cgroup) {
         unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
     }
-    // O_RDWR never blocks on a fifo; the read after READY does.
-    let fifo = open(
-        args.fifo_path,
-        OFlag::O_RDWR | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("opening {}", args.fifo_path.display()))?;
-    let report = args
-        .hooks_fifo
-        .map(|p| {
-            open(p, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| format!("opening {}", p.display()))
-        })
-        .transpose()?;
 
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
@@ -203,8 +205,8 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
 
 /// The hooks of create: the runtime's (prestart, createRuntime) while this
 /// init waits, then the createContainer hooks here, in the container's
-/// mount namespace before its root is entered. Returns the state the
-/// startContainer hooks will read.
+/// mount namespace before its root is entered. Returns the state (the
+/// runtime's answer) the startContainer hooks will read too.
 fn create_hooks(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Vec<u8>> {
     crate::debug::phase("init: hooks of create");
     // What the mounts made so far is the runtime's to remove, even if a
@@ -222,12 +224,8 @@ fn create_hooks(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<V
     let Some((msg::HOOKS_DONE, body)) = answer else {
         return Err(Error::Init("the runtime did not run its hooks".into()));
     };
-    let (creating, created) = match body.iter().position(|b| *b == 0) {
-        Some(i) => (&body[..i], body[i + 1..].to_vec()),
-        None => (&body[..], body.clone()),
-    };
-    sys::hooks::run_all(&args.plan.hooks.create_container, creating)?;
-    Ok(created)
+    sys::hooks::run_all(&args.plan.hooks.create_container, &body)?;
+    Ok(body)
 }
 
 /// The steps every process takes last: limits, credentials, working

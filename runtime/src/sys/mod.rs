@@ -168,6 +168,15 @@ pub fn set_stdio(fds: [RawFd; 3]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `fd` is the file at `path` (same device and inode).
+pub fn same_file(fd: std::os::fd::BorrowedFd, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(other) = std::fs::metadata(path) else {
+        return false;
+    };
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_dev == other.dev() && st.st_ino == other.ino())
+}
+
 /// An anonymous in-memory file (close-on-exec, plus `extra` flags).
 pub fn memfd(name: &std::ffi::CStr, extra: libc::c_uint) -> std::io::Result<OwnedFd> {
     // SAFETY: a NUL-terminated name; returns a new descriptor or -1.
@@ -199,8 +208,8 @@ pub mod msg {
     /// Init → runtime, once its mounts are made and before it enters its
     /// root, when the spec has hooks of create or start: run yours.
     pub const HOOKS: u8 = b'H';
-    /// Runtime → init, the answer to HOOKS: the state documents (creating,
-    /// then created; NUL-separated) the init's own hooks read.
+    /// Runtime → init, the answer to HOOKS: the state document the init's
+    /// own hooks read.
     pub const HOOKS_DONE: u8 = b'D';
 }
 

@@ -33,10 +33,12 @@ pub fn bind_root(plan: &Plan) -> Result<()> {
     // rslave: nothing mounted from here on propagates back to the host;
     // rshared keeps the host's peer groups, so a volume's `rshared` mounts
     // reach the host, as Kubernetes' Bidirectional propagation needs).
-    let prop = plan
-        .root
-        .propagation
-        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    // An unbindable tree cannot be bound as the new root: it becomes
+    // unbindable once entered ([`finish`] applies rootfsPropagation again).
+    let prop = match plan.root.propagation {
+        Some(p) if !p.contains(MsFlags::MS_UNBINDABLE) => p,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
     mount(NONE, "/", NONE, prop, NONE).ctx(|| format!("making / {prop:?}"))?;
     // pivot_root (and MS_MOVE) refuse a root whose parent mount is
     // shared: that one mount (not its children) becomes private.
