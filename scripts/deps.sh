@@ -7,9 +7,10 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 # Build: the seccomp filter compiler's library.
 have_pkg libseccomp-dev || need+=(libseccomp-dev)
-# Tests and demo: a static busybox for root filesystems; bench: runc.
+# Tests and demo: a static busybox for root filesystems; bench: runc, crun.
 command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v crun >/dev/null 2>&1 || need+=(crun)
 # The shim's tests: containerd and ctr; script(1) for terminal sessions.
 command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || need+=(containerd)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)

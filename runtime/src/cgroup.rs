@@ -221,18 +221,28 @@ impl CgroupManager {
                 }
             }
         }
-        std::fs::write(&file, &w.value).map_err(|e| {
+        self.write_limit(
+            &file,
+            &w.value,
+            &w.field,
+            "not in this kernel, or the block device's scheduler has no weights",
+        )
+    }
+
+    /// Writes one limit's file; a refusal names the field, the value and
+    /// the file, and a file the cgroup lacks is said to be missing
+    /// (cgroupfs answers EACCES, not ENOENT, for one), with `why_missing`.
+    fn write_limit(&self, file: &Path, value: &str, field: &str, why_missing: &str) -> Result<()> {
+        std::fs::write(file, value).map_err(|e| {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
             let hint = if file.exists() {
-                ""
+                String::new()
             } else {
-                ": no such file in the cgroup (not in this kernel, or the block device's scheduler has no weights)"
+                format!(": no such file in the cgroup ({why_missing})")
             };
             Error::Cgroup {
                 path: self.path.clone(),
-                reason: format!(
-                    "the kernel refused {} = {:?} as {} ({e}){hint}",
-                    w.field, w.value, w.file
-                ),
+                reason: format!("the kernel refused {field} = {value:?} as {name} ({e}){hint}"),
             }
         })
     }
@@ -249,22 +259,12 @@ impl CgroupManager {
             reason: "cannot find the cgroup's directory".into(),
         })?;
         for w in writes {
-            let file = dir.join(&w.file);
-            std::fs::write(&file, &w.value).map_err(|e| {
-                // cgroupfs answers EACCES, not ENOENT, for a file it lacks.
-                let hint = if file.exists() {
-                    ""
-                } else {
-                    ": no such file in the cgroup (a controller not enabled in the parent's cgroup.subtree_control, or not in this kernel)"
-                };
-                Error::Cgroup {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "the kernel refused {} = {:?} as {} ({e}){hint}",
-                        w.field, w.value, w.file
-                    ),
-                }
-            })?;
+            self.write_limit(
+                &dir.join(&w.file),
+                &w.value,
+                &w.field,
+                "a controller not enabled in the parent's cgroup.subtree_control, or not in this kernel",
+            )?;
         }
         Ok(())
     }
@@ -662,6 +662,43 @@ pub struct V1Write {
     pub field: String,
 }
 
+/// The blockIO throttles: (v1 file, v2 `io.max` key, devices, spec name).
+type Throttle<'a> = (
+    &'static str,
+    &'static str,
+    &'a Option<Vec<oci_spec::runtime::LinuxThrottleDevice>>,
+    &'static str,
+);
+
+fn throttles(b: &oci_spec::runtime::LinuxBlockIo) -> [Throttle<'_>; 4] {
+    [
+        (
+            "blkio.throttle.read_bps_device",
+            "rbps",
+            b.throttle_read_bps_device(),
+            "throttleReadBpsDevice",
+        ),
+        (
+            "blkio.throttle.write_bps_device",
+            "wbps",
+            b.throttle_write_bps_device(),
+            "throttleWriteBpsDevice",
+        ),
+        (
+            "blkio.throttle.read_iops_device",
+            "riops",
+            b.throttle_read_iops_device(),
+            "throttleReadIOPSDevice",
+        ),
+        (
+            "blkio.throttle.write_iops_device",
+            "wiops",
+            b.throttle_write_iops_device(),
+            "throttleWriteIOPSDevice",
+        ),
+    ]
+}
+
 /// The rest of `linux.resources` on cgroup v1, in write order: the OOM
 /// killer switch, the kernel memory limits, blkio weights and throttles,
 /// hugetlb limits, net_cls and net_prio. Pure. (blkio weights are written
@@ -732,29 +769,7 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<V1Write>> {
                 push("blkio", "blkio.leaf_weight_device", value, field);
             }
         }
-        let throttles = [
-            (
-                "blkio.throttle.read_bps_device",
-                b.throttle_read_bps_device(),
-                "throttleReadBpsDevice",
-            ),
-            (
-                "blkio.throttle.write_bps_device",
-                b.throttle_write_bps_device(),
-                "throttleWriteBpsDevice",
-            ),
-            (
-                "blkio.throttle.read_iops_device",
-                b.throttle_read_iops_device(),
-                "throttleReadIOPSDevice",
-            ),
-            (
-                "blkio.throttle.write_iops_device",
-                b.throttle_write_iops_device(),
-                "throttleWriteIOPSDevice",
-            ),
-        ];
-        for (file, devices, name) in throttles {
+        for (file, _, devices, name) in throttles(b) {
             for (i, d) in devices.iter().flatten().enumerate() {
                 let value = format!("{}:{} {}", d.major(), d.minor(), d.rate());
                 push("blkio", file, value, format!("{BLKIO}.{name}[{i}]"));
@@ -985,29 +1000,7 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<V2Write>> {
                 ));
             }
         }
-        let throttles = [
-            (
-                "rbps",
-                b.throttle_read_bps_device(),
-                "throttleReadBpsDevice",
-            ),
-            (
-                "wbps",
-                b.throttle_write_bps_device(),
-                "throttleWriteBpsDevice",
-            ),
-            (
-                "riops",
-                b.throttle_read_iops_device(),
-                "throttleReadIOPSDevice",
-            ),
-            (
-                "wiops",
-                b.throttle_write_iops_device(),
-                "throttleWriteIOPSDevice",
-            ),
-        ];
-        for (key, devices, name) in throttles {
+        for (_, key, devices, name) in throttles(b) {
             for (i, d) in devices.iter().flatten().enumerate() {
                 let rate = if d.rate() == 0 {
                     "max".to_string()

@@ -828,7 +828,10 @@ fn the_mount_namespace_is_new_or_joined_never_absent() {
         v["linux"]["namespaces"] = json!(list);
     };
     let e = err_of(|v| without(v, None));
-    assert!(e.contains("a mount namespace of the container's own"), "{e}");
+    assert!(
+        e.contains("a mount namespace of the container's own"),
+        "{e}"
+    );
     let p = plan_of(|v| without(v, Some("/proc/42/ns/mnt"))).unwrap();
     assert!(p.namespaces.has(NsKind::Mount) && !p.namespaces.creates(NsKind::Mount));
 }

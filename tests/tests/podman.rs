@@ -40,19 +40,7 @@ impl Podman {
         .unwrap();
         std::fs::write(dir.path().join("image.toml"), "default_root = \"image\"\n").unwrap();
         let p = Podman { dir };
-        let rootfs = p.dir.path().join("image");
-        busybox_rootfs(&rootfs);
-        std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
-        let tar = p.dir.path().join("busybox.tar");
-        let o = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
+        let tar = busybox_image_tar(p.dir.path());
         p.ok(&["import", tar.to_str().unwrap(), "busybox"]);
         p
     }
@@ -106,162 +94,15 @@ impl Drop for Podman {
     }
 }
 
-fn status(p: &Podman, name: &str) -> String {
-    p.ok(&["inspect", name, "--format", "{{.State.Status}}"])
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn podman_runs_its_containers_on_isoexec() {
     let p = Podman::new();
-    // run --rm: output, exit status, the image's own root.
-    let o = p.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "echo hi; ls /bin/busybox; exit 3",
-    ]);
-    assert_eq!(stdout(&o), "hi\n/bin/busybox\n", "{}", stderr(&o));
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        !stderr(&o).contains("isoexec"),
-        "the runtime spoke in the output: {}",
-        stderr(&o)
+    docker_cli_suite(
+        &|| p.command(),
+        &["--network", "none"],
+        &|id| format!("/libpod_parent/libpod-{id}"),
+        &|_| {},
     );
-
-    // -d, exec (its status), logs, ps, top, stats, inspect.
-    let id = p
-        .ok(&[
-            "run",
-            "-d",
-            "--name",
-            "c1",
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "echo started; exec sleep 1000",
-        ])
-        .trim()
-        .to_string();
-    let o = p.run(&["exec", "c1", "sh", "-c", "echo in-exec; exit 5"]);
-    assert_eq!(
-        (stdout(&o).as_str(), o.status.code()),
-        ("in-exec\n", Some(5)),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
-    assert!(eventually(5, || p.ok(&["logs", "c1"]) == "started\n"));
-    assert!(p
-        .ok(&["ps", "--format", "{{.Names}} {{.Status}}"])
-        .contains("c1 Up"));
-    assert!(p.ok(&["top", "c1"]).contains("sleep 1000"));
-    assert!(p
-        .ok(&[
-            "stats",
-            "--no-stream",
-            "--format",
-            "{{.Name}} {{.PIDs}}",
-            "c1"
-        ])
-        .contains("c1 1"));
-    assert_eq!(status(&p, "c1"), "running");
-    let pid: i32 = p
-        .ok(&["inspect", "c1", "--format", "{{.State.Pid}}"])
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(alive(pid));
-    // A terminal exec.
-    let cmd = format!(
-        "{} exec -it c1 sh -c 'tty; echo tty-ok'",
-        shell_words(&p.command())
-    );
-    let o = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .envs(p.command().get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = stdout(&o);
-    assert!(
-        text.contains("/dev/pts/") && text.contains("tty-ok"),
-        "{text}"
-    );
-
-    // pause, unpause, kill, stop, rm.
-    p.ok(&["pause", "c1"]);
-    assert_eq!(status(&p, "c1"), "paused");
-    p.ok(&["unpause", "c1"]);
-    assert_eq!(status(&p, "c1"), "running");
-    p.ok(&["stop", "--time", "1", "c1"]);
-    assert_eq!(status(&p, "c1"), "exited");
-    assert!(!alive(pid));
-    p.ok(&["start", "c1"]);
-    p.ok(&["kill", "--signal", "KILL", "c1"]);
-    assert!(eventually(5, || status(&p, "c1") == "exited"));
-    p.ok(&["rm", "c1"]);
-    for c in ["memory", "pids"] {
-        let dir = cgroup_dir(c, &format!("/libpod_parent/libpod-{id}"));
-        assert!(!dir.exists(), "{} left", dir.display());
-    }
-
-    // Limits enforced and the user honoured.
-    let o = p.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--memory",
-        "32m",
-        "busybox",
-        "sh",
-        "-c",
-        "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?",
-    ]);
-    assert_eq!(stdout(&o), "dd=137\n", "{}", stderr(&o));
-    let o = p.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--pids-limit",
-        "4",
-        "busybox",
-        "sh",
-        "-c",
-        "for i in 1 2 3 4 5 6; do sleep 3 & done; wait; echo done",
-    ]);
-    assert!(
-        stderr(&o).contains("can't fork") || stdout(&o).contains("can't fork"),
-        "{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    let o = p.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "1000:1000",
-        "busybox",
-        "id",
-    ]);
-    assert_eq!(
-        stdout(&o),
-        "uid=1000 gid=1000 groups=1000\n",
-        "{}",
-        stderr(&o)
-    );
-    assert!(p.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }
 
 #[test]
@@ -296,13 +137,4 @@ fn podman_hooks_run_on_isoexec() {
     ]);
     assert_eq!(stdout(&o), "hooked\n", "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "created\nrunning\n");
-}
-
-/// A command's program and arguments as one shell line.
-fn shell_words(c: &Command) -> String {
-    std::iter::once(c.get_program())
-        .chain(c.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''")))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

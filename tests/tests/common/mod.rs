@@ -619,3 +619,166 @@ pub fn assert_victim_untouched(victim: &Path) {
         .collect();
     assert_eq!(entries, vec!["f"], "the host directory got new entries");
 }
+
+/// A busybox image root (with /tmp) and its tar, in `dir`, for `docker
+/// import` / `podman import`. Returns the tar.
+pub fn busybox_image_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("image");
+    busybox_rootfs(&rootfs);
+    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    let tar = dir.join("busybox.tar");
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    tar
+}
+
+/// A command's program and arguments as one shell line.
+pub fn shell_line(c: &Command) -> String {
+    std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a user of a Docker-style CLI (docker, podman) does with a runtime,
+/// checked as the user would: `cli()` is the client's command with its
+/// global flags, `run_flags` what `run` needs to pick isoexec, the
+/// imported image is `busybox`; `cgroup_of(id)` is the path of a
+/// container's cgroup; `while_running(id)` looks at a running container.
+pub fn docker_cli_suite(
+    cli: &dyn Fn() -> Command,
+    run_flags: &[&str],
+    cgroup_of: &dyn Fn(&str) -> String,
+    while_running: &dyn Fn(&str),
+) {
+    let run = |args: &[&str]| cli().args(args).output().expect("running the client");
+    let ok = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    let container = |flags: &[&str], cmd: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(run_flags);
+        args.push("busybox");
+        args.extend_from_slice(cmd);
+        run(&args)
+    };
+    let state = |name: &str| {
+        ok(&["inspect", name, "--format", "{{.State.Status}}"])
+            .trim()
+            .to_string()
+    };
+    // run --rm: output, exit status, the image's own root, no runtime text.
+    let o = container(&["--rm"], &["sh", "-c", "echo hi; ls /bin/busybox; exit 3"]);
+    assert_eq!(stdout(&o), "hi\n/bin/busybox\n", "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("isoexec"),
+        "the runtime spoke: {}",
+        stderr(&o)
+    );
+
+    // -d, exec (its status, no warning), logs, ps, top, stats, inspect.
+    let o = container(
+        &["-d", "--name", "c1"],
+        &["sh", "-c", "echo started; exec sleep 1000"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let o = run(&["exec", "c1", "sh", "-c", "echo in-exec; exit 5"]);
+    assert_eq!(
+        (stdout(&o).as_str(), o.status.code()),
+        ("in-exec\n", Some(5)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert!(eventually(5, || ok(&["logs", "c1"]) == "started\n"));
+    assert!(ok(&["ps", "--format", "{{.Names}} {{.Status}}"]).contains("c1 Up"));
+    assert!(ok(&["top", "c1"]).contains("sleep 1000"));
+    assert!(ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        "c1"
+    ])
+    .contains("c1 1"));
+    assert_eq!(state("c1"), "running");
+    let pid: i32 = ok(&["inspect", "c1", "--format", "{{.State.Pid}}"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    while_running(&id);
+    // A terminal exec, under script(1).
+    let c = cli();
+    let line = format!("{} exec -it c1 sh -c 'tty; echo tty-ok'", shell_line(&c));
+    let o = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = stdout(&o);
+    assert!(
+        text.contains("/dev/pts/") && text.contains("tty-ok"),
+        "{text}"
+    );
+
+    // pause, unpause, stop, start, kill, rm; the cgroup goes.
+    ok(&["pause", "c1"]);
+    assert_eq!(state("c1"), "paused");
+    ok(&["unpause", "c1"]);
+    assert_eq!(state("c1"), "running");
+    ok(&["stop", "-t", "1", "c1"]);
+    assert_eq!(state("c1"), "exited");
+    assert!(!alive(pid));
+    ok(&["start", "c1"]);
+    ok(&["kill", "-s", "KILL", "c1"]);
+    assert!(eventually(5, || state("c1") == "exited"));
+    ok(&["rm", "c1"]);
+    for c in ["memory", "pids"] {
+        let dir = cgroup_dir(c, &cgroup_of(&id));
+        assert!(!dir.exists(), "{} left", dir.display());
+    }
+
+    // Limits enforced and the user honoured.
+    let o = container(
+        &["--rm", "--memory", "32m"],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?",
+        ],
+    );
+    assert_eq!(stdout(&o), "dd=137\n", "{}", stderr(&o));
+    let o = container(
+        &["--rm", "--pids-limit", "4"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6; do sleep 3 & done; wait; echo done",
+        ],
+    );
+    let both = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(both.contains("can't fork"), "{both}");
+    let o = container(&["--rm", "--user", "1000:1000"], &["id"]);
+    assert_eq!(
+        stdout(&o),
+        "uid=1000 gid=1000 groups=1000\n",
+        "{}",
+        stderr(&o)
+    );
+    assert!(ok(&["ps", "-a", "-q"]).trim().is_empty());
+}
