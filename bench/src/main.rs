@@ -191,6 +191,8 @@ fn main() {
     let mut spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
     spec["process"]["args"] = serde_json::json!(["/bin/true"]);
+    // A version every baseline reads (crun 1.8 refuses 1.2.0).
+    spec["ociVersion"] = serde_json::json!("1.0.2");
     // The same work on both sides: the bundle's own root (image semantics);
     // the chroot_env rows below measure what driver mode adds.
     spec["annotations"] = serde_json::json!({"io.isoexec.chroot_env": "none"});
