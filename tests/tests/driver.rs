@@ -756,3 +756,42 @@ fn ephemeral_disk_is_a_limit() {
     assert_ne!(code, 0);
     assert!(err.contains("io.isoexec.ephemeral_disk_mb"), "{err}");
 }
+
+#[test]
+fn a_hidden_or_masked_binary_is_not_reachable_through_its_merged_usr_twin() {
+    // The attack: on a merged-/usr host /bin is a symlink to usr/bin; bound
+    // as two directories, a binary hidden (chroot_env_hide) or masked
+    // (linux.maskedPaths) under one name still ran under the other. The
+    // twin is now the same symlink in the task: one directory, two names.
+    let bin = std::fs::symlink_metadata("/bin").unwrap();
+    assert!(
+        bin.file_type().is_symlink(),
+        "this test needs a merged-/usr host (Debian 12 and later)"
+    );
+    let probe = "readlink /bin; for p in /bin/ls /usr/bin/ls /bin/id /usr/bin/id; do \
+                 if [ -s $p ]; then echo \"$p present\"; else echo \"$p hidden\"; fi; done";
+    // Hidden by the driver, named through the twin.
+    let iso = Isoexec::with_config("chroot_env_hide = [\"/bin/ls\"]\n");
+    let b = Bundle::empty(&sh(probe), |_| {});
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "usr/bin\n/bin/ls hidden\n/usr/bin/ls hidden\n/bin/id present\n/usr/bin/id present\n"
+    );
+    // Masked by the spec under the other name.
+    let iso = Isoexec::with_config("chroot_env_hide = []\n");
+    let b = Bundle::empty(&sh(probe), |c| {
+        c["linux"]["maskedPaths"] = json!(["/usr/bin/id"]);
+    });
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "usr/bin\n/bin/ls present\n/usr/bin/ls present\n/bin/id hidden\n/usr/bin/id hidden\n"
+    );
+    // The task directory holds nothing after the task, and the host's
+    // binaries are as they were.
+    assert_eq!(b.root_entries(), Vec::<String>::new());
+    assert!(std::fs::metadata("/usr/bin/ls").unwrap().len() > 0);
+}

@@ -37,6 +37,12 @@ pub struct Entry {
     pub host: PathBuf,
     /// Where it goes: the task path resolved inside the root.
     pub target: PathBuf,
+    /// The host path is a symlink to another entry's directory (merged
+    /// /usr: /bin -> usr/bin), recreated as the same symlink: nothing to
+    /// mount, and the two names are one directory in the task, so a mask
+    /// or read-only path on either holds on both.
+    #[serde(default)]
+    pub twin: bool,
 }
 
 /// What `prepare` made; kept in the container's state.
@@ -150,6 +156,17 @@ fn prepare_into(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::sys(format!("chroot_env {}", host.display()), e)),
         };
+        if plan.mode != ChrootMode::Link {
+            if let Some(target) = twin_link(r, host, task, &plan.entries, p)? {
+                p.entries.push(Entry {
+                    index: i,
+                    host: host.clone(),
+                    target,
+                    twin: true,
+                });
+                continue;
+            }
+        }
         let target;
         match plan.mode {
             ChrootMode::Bind | ChrootMode::Overlay => {
@@ -194,11 +211,16 @@ fn prepare_into(
             // directory, so the matches are masked in the task.
             // (A symlink shows only its name: what it points to is hidden
             // where a pattern names it; a mount would follow it.)
+            // Compared where they really are: `/bin/ls` of a merged /usr
+            // is /usr/bin/ls, masked in the /usr entry (/bin being its
+            // twin, the same directory in the task).
+            let host_real = fs::canonicalize(host).unwrap_or_else(|_| host.clone());
             for h in hidden_host
                 .iter()
                 .filter(|h| fs::symlink_metadata(h).is_ok_and(|m| !m.file_type().is_symlink()))
             {
-                if let Ok(rel) = h.strip_prefix(host) {
+                let real = fs::canonicalize(h).unwrap_or_else(|_| h.clone());
+                if let Ok(rel) = real.strip_prefix(&host_real) {
                     p.hidden.push(target.join(rel));
                 }
             }
@@ -207,9 +229,64 @@ fn prepare_into(
             index: i,
             host: host.clone(),
             target,
+            twin: false,
         });
     }
     Ok(())
+}
+
+/// An entry whose host path is a symlink (`/bin -> usr/bin`) to a directory
+/// another entry shows at its own path (`/usr`), both at their host paths
+/// in the task: the same symlink is made in the root and its host path
+/// returned. `None` when the entry is not such a twin (it is then bound as
+/// a directory of its own), or when the root already has something else
+/// there.
+fn twin_link(
+    r: &Root,
+    host: &Path,
+    task: &Path,
+    entries: &[(PathBuf, PathBuf)],
+    p: &mut Prepared,
+) -> Result<Option<PathBuf>> {
+    let is_link = fs::symlink_metadata(host).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link || host != task {
+        return Ok(None);
+    }
+    let (Ok(link), Ok(resolved)) = (fs::read_link(host), fs::canonicalize(host)) else {
+        return Ok(None);
+    };
+    let shown = entries
+        .iter()
+        .any(|(h, t)| h == t && h != host && resolved.starts_with(h));
+    if !shown {
+        return Ok(None);
+    }
+    let mut made = Vec::new();
+    let parent = r.parent(task, &mut made);
+    record(p, made, false);
+    let (dir, name) = parent.ctx(|| task.display().to_string())?;
+    let target = at::host_path(dir.as_fd())
+        .ctx(|| task.display().to_string())?
+        .join(&name);
+    match nix::unistd::symlinkat(&link, &dir, name.as_os_str()) {
+        Ok(()) => {
+            p.created.push(Created {
+                path: target.clone(),
+                tree: true,
+            });
+            Ok(Some(target))
+        }
+        // Another task on the same root made it already.
+        Err(nix::errno::Errno::EEXIST) if fs::read_link(&target).is_ok_and(|l| l == link) => {
+            Ok(Some(target))
+        }
+        // The root has a directory (or anything else) there: bind it.
+        Err(nix::errno::Errno::EEXIST) => Ok(None),
+        Err(e) => Err(Error::sys(
+            format!("symlink {} in the task directory", task.display()),
+            std::io::Error::from(e),
+        )),
+    }
 }
 
 /// The host paths `patterns` (chroot_env_hide) name now: each component
@@ -356,8 +433,12 @@ pub fn mount_all(
         index,
         host,
         target,
+        twin,
     } in &prepared.entries
     {
+        if *twin {
+            continue;
+        }
         let what = || format!("chroot_env {} at {}", host.display(), target.display());
         match plan.mode {
             ChrootMode::Bind => {
