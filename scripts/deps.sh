@@ -17,6 +17,10 @@ command -v script >/dev/null 2>&1 || need+=(bsdutils)
 # OCI clients the tests run isoexec under: podman (with conmon), Docker.
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# The CRI tests: the CRI API's protos are compiled with protoc (the k8s-cri
+# crate), pods get networks from the CNI plugins.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -x /usr/lib/cni/static ] || need+=(containernetworking-plugins)
 # keyctl: the tests' keyring attack.
 command -v keyctl >/dev/null 2>&1 || need+=(keyutils)
 # The tests read the eBPF device programs attached to cgroups (v2).

@@ -486,6 +486,13 @@ pub fn fake_containerd2(dest: &Path) {
     build_c(&BUILT, "fakes/containerd2", dest);
 }
 
+/// A pod's pause process (tests/fakes/pause.c), built static, copied to
+/// `dest`.
+pub fn pause_binary(dest: &Path) {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    build_c(&BUILT, "fakes/pause", dest);
+}
+
 fn attacker(built: &std::sync::OnceLock<PathBuf>, name: &str, dest: &Path) {
     build_c(built, &format!("attack/{name}"), dest)
 }
