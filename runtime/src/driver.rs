@@ -217,8 +217,13 @@ pub fn apply_policy(p: &mut ProcessPlan, driver: &DriverConfig) -> Result<Vec<St
         .partition(|cap| defaults.contains(cap));
     if !refused.is_empty() {
         let names: Vec<String> = refused.iter().map(|c| cap_name(*c)).collect();
+        let file = driver
+            .source
+            .as_ref()
+            .map(|f| format!(" in {}", f.display()))
+            .unwrap_or_default();
         return Err(Error::Policy(format!(
-            "driver does not allow the following capabilities: {}",
+            "driver does not allow the following capabilities: {} (allow_caps{file} lists the capabilities a task may have)",
             names.join(", ")
         )));
     }

@@ -173,7 +173,8 @@ fn other_caps_outside_allow_caps_are_refused() {
     });
     assert_eq!(
         e,
-        "driver does not allow the following capabilities: sys_module, sys_admin"
+        "driver does not allow the following capabilities: sys_module, sys_admin \
+         (allow_caps lists the capabilities a task may have)"
     );
     // allowed explicitly, or with "all"
     plan_with(

@@ -388,3 +388,248 @@ fn a_pod_lives_and_goes_through_the_cri_on_both_handlers() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?} left in {}", state.display());
 }
+
+impl Cri {
+    /// RunPodSandbox on `handler`, with `pod` as its config.
+    fn run_pod(&self, handler: &str, pod: &PodSandboxConfig) -> String {
+        let mut c = self.client();
+        self.rt
+            .block_on(c.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: handler.into(),
+            }))
+            .unwrap_or_else(|e| panic!("{handler}: runp: {e}"))
+            .into_inner()
+            .pod_sandbox_id
+    }
+
+    /// CreateContainer then StartContainer; the container's id, or the
+    /// status of the step that failed.
+    fn start_in(
+        &self,
+        sb: &str,
+        pod: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        let mut c = self.client();
+        let id = self
+            .rt
+            .block_on(c.create_container(CreateContainerRequest {
+                pod_sandbox_id: sb.into(),
+                config: Some(config),
+                sandbox_config: Some(pod.clone()),
+            }))?
+            .into_inner()
+            .container_id;
+        self.rt.block_on(c.start_container(StartContainerRequest {
+            container_id: id.clone(),
+        }))?;
+        Ok(id)
+    }
+
+    /// ExecSync: (stdout, exit code).
+    fn exec(&self, id: &str, script: &str) -> (String, i32) {
+        let mut c = self.client();
+        let r = self
+            .rt
+            .block_on(c.exec_sync(ExecSyncRequest {
+                container_id: id.into(),
+                cmd: vec!["sh".into(), "-c".into(), script.into()],
+                timeout: 10,
+            }))
+            .unwrap_or_else(|e| panic!("exec {script:?} in {id}: {e}"))
+            .into_inner();
+        (String::from_utf8_lossy(&r.stdout).into_owned(), r.exit_code)
+    }
+
+    fn status(&self, id: &str) -> ContainerStatus {
+        let mut c = self.client();
+        self.rt
+            .block_on(c.container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            }))
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    fn remove_pod(&self, sb: &str) {
+        let mut c = self.client();
+        self.rt
+            .block_on(c.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: sb.into(),
+            }))
+            .unwrap_or_else(|e| panic!("stopp: {e}"));
+        self.rt
+            .block_on(c.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: sb.into(),
+            }))
+            .unwrap_or_else(|e| panic!("rmp: {e}"));
+    }
+}
+
+#[test]
+fn containers_of_a_pod_share_alloc_and_localhost_and_their_limits_hold() {
+    let cri = Cri::start();
+    let pod = pod_config("shared", &cri.logs());
+    let sb = cri.run_pod("isoexec", &pod);
+    let sleeper = |name: &str, script: &str| container_config(name, &["sh", "-c", script]);
+    let a = cri
+        .start_in(
+            &sb,
+            &pod,
+            sleeper("a", "echo from-a > /alloc/note; exec sleep 1000"),
+        )
+        .expect("a");
+    let b = cri
+        .start_in(&sb, &pod, sleeper("b", "exec sleep 1000"))
+        .expect("b");
+    // One /alloc and one network namespace for the pod's containers.
+    assert!(eventually(5, || cri.exec(&b, "cat /alloc/note").0 == "from-a\n"));
+    let net = |id: &str| cri.exec(id, "readlink /proc/self/ns/net").0;
+    assert_eq!(net(&a), net(&b));
+    assert_ne!(
+        net(&a),
+        std::fs::read_link("/proc/self/ns/net")
+            .unwrap()
+            .display()
+            .to_string()
+            + "\n"
+    );
+
+    // Stats of one container and of all.
+    let mut c = cri.client();
+    let stats = cri
+        .rt
+        .block_on(c.container_stats(ContainerStatsRequest {
+            container_id: a.clone(),
+        }))
+        .expect("container stats")
+        .into_inner()
+        .stats
+        .unwrap();
+    assert!(
+        stats.memory.is_some_and(|m| m.working_set_bytes.is_some()),
+        "no memory stats"
+    );
+    let all = cri
+        .rt
+        .block_on(c.list_container_stats(ListContainerStatsRequest::default()))
+        .expect("list container stats")
+        .into_inner()
+        .stats;
+    assert_eq!(all.len(), 2, "{all:?}");
+
+    // UpdateContainerResources: the new memory limit holds.
+    cri.rt
+        .block_on(
+            c.update_container_resources(UpdateContainerResourcesRequest {
+                container_id: a.clone(),
+                linux: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 48 << 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        )
+        .expect("update");
+    let (out, _) = cri.exec(
+        &a,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    );
+    assert_eq!(out.trim(), (48u64 << 20).to_string());
+
+    // A container over its memory limit is reported OOMKilled.
+    let mut hog = sleeper("hog", "dd if=/dev/zero of=/dev/null bs=64M count=1");
+    hog.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let hog = cri.start_in(&sb, &pod, hog).expect("hog");
+    assert!(
+        eventually(10, || cri.status(&hog).state
+            == ContainerState::ContainerExited as i32),
+        "the hog still runs"
+    );
+    let st = cri.status(&hog);
+    assert_eq!(
+        (st.reason.as_str(), st.exit_code),
+        ("OOMKilled", 137),
+        "{st:?}"
+    );
+
+    // securityContext: the user, groups, capabilities and a read-only root.
+    let mut secure = sleeper(
+        "secure",
+        "id -u; id -G; grep CapEff /proc/self/status; touch /x 2>/dev/null || echo ro; exec sleep 1000",
+    );
+    secure.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1000 }),
+            run_as_group: Some(Int64Value { value: 1000 }),
+            supplemental_groups: vec![2000],
+            readonly_rootfs: true,
+            capabilities: Some(Capability {
+                drop_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let secure = cri.start_in(&sb, &pod, secure).expect("secure");
+    let log = cri.logs().join("shared").join("secure.log");
+    assert!(
+        eventually(5, || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains(" F ro"))),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(" F 1000\n"), "{text}");
+    assert!(text.contains(" F 1000 2000\n"), "{text}");
+    assert!(text.contains("CapEff:\t0000000000000000"), "{text}");
+    let _ = secure;
+
+    // A privileged container (in a privileged pod, as the CRI requires):
+    // refused by the driver's policy, saying which option would allow it.
+    let mut ppod = pod_config("privileged", &cri.logs());
+    ppod.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let psb = cri.run_pod("isoexec", &ppod);
+    let mut privileged = sleeper("root-of-all", "true");
+    privileged.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let e = cri
+        .start_in(&psb, &ppod, privileged)
+        .expect_err("a privileged container is refused");
+    assert!(
+        e.message()
+            .contains("driver does not allow the following capabilities")
+            && e.message().contains("allow_caps"),
+        "{e}"
+    );
+    cri.remove_pod(&psb);
+
+    cri.remove_pod(&sb);
+    let state = cri.dir.path().join("state/isoexec/k8s.io");
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?} left in {}", state.display());
+}
