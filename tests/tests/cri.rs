@@ -264,69 +264,35 @@ fn a_pod_lives_and_goes_through_the_cri_on_both_handlers() {
     let mut c = cri.client();
     for handler in ["isoexec-image", "isoexec"] {
         let pod = pod_config(&format!("p-{handler}"), &cri.logs());
-        let sb = cri
-            .rt
-            .block_on(c.run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pod.clone()),
-                runtime_handler: handler.into(),
-            }))
-            .unwrap_or_else(|e| panic!("{handler}: runp: {e}"))
-            .into_inner()
-            .pod_sandbox_id;
+        let sb = cri.run_pod(handler, &pod);
         let created = cri
-            .rt
-            .block_on(c.create_container(CreateContainerRequest {
-                pod_sandbox_id: sb.clone(),
-                config: Some(container_config(
-                    "main",
-                    &["sh", "-c", "echo started; exec sleep 1000"],
-                )),
-                sandbox_config: Some(pod.clone()),
-            }))
-            .unwrap_or_else(|e| panic!("{handler}: create: {e}"))
-            .into_inner()
-            .container_id;
-        cri.rt
-            .block_on(c.start_container(StartContainerRequest {
-                container_id: created.clone(),
-            }))
-            .unwrap_or_else(|e| panic!("{handler}: start: {e}"));
-        let r = cri
-            .rt
-            .block_on(c.exec_sync(ExecSyncRequest {
-                container_id: created.clone(),
-                cmd: vec!["sh".into(), "-c".into(), "echo in-exec; exit 4".into()],
-                timeout: 10,
-            }))
-            .unwrap_or_else(|e| panic!("{handler}: exec_sync: {e}"))
-            .into_inner();
+            .start_in(
+                &sb,
+                &pod,
+                container_config("main", &["sh", "-c", "echo started; exec sleep 1000"]),
+            )
+            .unwrap_or_else(|e| panic!("{handler}: create and start: {e}"));
         assert_eq!(
-            (String::from_utf8_lossy(&r.stdout).as_ref(), r.exit_code),
-            ("in-exec\n", 4),
-            "{handler}: {}",
-            String::from_utf8_lossy(&r.stderr)
+            cri.exec(&created, "echo in-exec; exit 4"),
+            ("in-exec\n".to_string(), 4),
+            "{handler}"
         );
         // The handler's model: the exec driver's lays the host's /usr over
         // the image; isoexec-image (its ConfigPath) keeps the image alone.
-        let r = cri
-            .rt
-            .block_on(c.exec_sync(ExecSyncRequest {
-                container_id: created.clone(),
-                cmd: vec![
-                    "sh".into(),
-                    "-c".into(),
-                    "test -e /usr/bin/env && echo host-usr || echo image-only".into(),
-                ],
-                timeout: 10,
-            }))
-            .unwrap()
-            .into_inner();
         let want = if handler == "isoexec" {
             "host-usr\n"
         } else {
             "image-only\n"
         };
-        assert_eq!(String::from_utf8_lossy(&r.stdout), want, "{handler}");
+        assert_eq!(
+            cri.exec(
+                &created,
+                "test -e /usr/bin/env && echo host-usr || echo image-only"
+            )
+            .0,
+            want,
+            "{handler}"
+        );
         // Logs in the CRI format: "TIME stdout F started".
         let log = cri.logs().join(format!("p-{handler}")).join("main.log");
         assert!(
@@ -335,31 +301,12 @@ fn a_pod_lives_and_goes_through_the_cri_on_both_handlers() {
             "{handler}: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        let status = cri
-            .rt
-            .block_on(c.container_status(ContainerStatusRequest {
-                container_id: created.clone(),
-                verbose: false,
-            }))
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
         assert_eq!(
-            status.state,
+            cri.status(&created).state,
             ContainerState::ContainerRunning as i32,
             "{handler}"
         );
-        cri.rt
-            .block_on(c.stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: sb.clone(),
-            }))
-            .unwrap_or_else(|e| panic!("{handler}: stopp: {e}"));
-        cri.rt
-            .block_on(c.remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: sb.clone(),
-            }))
-            .unwrap_or_else(|e| panic!("{handler}: rmp: {e}"));
+        cri.remove_pod(&sb);
         let left = cri
             .rt
             .block_on(c.list_containers(ListContainersRequest::default()))
