@@ -138,17 +138,22 @@ impl CgroupManager {
 
     /// A handle on an existing cgroup (for state, kill --all, exec, delete).
     pub fn load(path: &str) -> Self {
-        // The on-demand controllers the cgroup was made in: those where
-        // its directory exists.
-        let present: Vec<&str> = match handle(path, &V1_ON_DEMAND) {
-            Ok(all) if !all.v2() => all
-                .subsystems()
-                .iter()
-                .map(|s| (s.controller_name(), s.to_controller().path().to_path_buf()))
-                .filter(|(name, dir)| V1_ON_DEMAND.contains(&name.as_str()) && dir.exists())
-                .filter_map(|(name, _)| V1_ON_DEMAND.into_iter().find(|c| *c == name))
-                .collect(),
-            _ => vec![],
+        // On v1, the on-demand controllers the cgroup was made in: those
+        // where its directory exists (v2 has one directory).
+        let present: Vec<&str> = match hierarchy().v2() {
+            true => vec![],
+            false => handle(path, &V1_ON_DEMAND)
+                .map(|all| {
+                    all.subsystems()
+                        .iter()
+                        .filter(|s| s.to_controller().path().exists())
+                        .filter_map(|s| {
+                            let name = s.controller_name();
+                            V1_ON_DEMAND.into_iter().find(|c| *c == name)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         CgroupManager {
             cg: handle(path, &present).unwrap_or_else(|_| Cgroup::load(hierarchy(), path)),

@@ -544,16 +544,9 @@ impl Supervisor {
     /// says it has exited, with the status the kernel's process events gave
     /// (UNKNOWN_EXIT where they are not available).
     fn watch_pidfd(&self, pid: i32) -> Option<tokio::task::JoinHandle<()>> {
-        use std::os::fd::FromRawFd;
         // Subscribed before anything else, so the exit cannot come between.
         let events = crate::proc_events::subscribe().ok();
-        // SAFETY: pidfd_open returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let fd = runtime::sys::pidfd(pid)?;
         // SAFETY: the AsyncFd owns the pidfd, deregistered before it closes.
         let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()?;
         // SAFETY: as above, for the netlink socket.

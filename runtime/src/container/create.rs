@@ -202,10 +202,11 @@ fn spawn(
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
         .ctx(|| format!("mkfifo {}", fifo.display()))?;
-    let hooks_fifo = dir.join(HOOKS_FIFO);
-    if !plan.hooks.start_container.is_empty() {
-        nix::unistd::mkfifo(&hooks_fifo, Mode::from_bits_truncate(0o600))
-            .ctx(|| format!("mkfifo {}", hooks_fifo.display()))?;
+    // Only when the init has startContainer hooks to report on.
+    let hooks_fifo = (!plan.hooks.start_container.is_empty()).then(|| dir.join(HOOKS_FIFO));
+    if let Some(f) = &hooks_fifo {
+        nix::unistd::mkfifo(f, Mode::from_bits_truncate(0o600))
+            .ctx(|| format!("mkfifo {}", f.display()))?;
     }
 
     let console =
@@ -273,7 +274,7 @@ fn spawn(
             plan,
             sync: &child_end,
             fifo_path: &fifo,
-            hooks_fifo: (!plan.hooks.start_container.is_empty()).then_some(hooks_fifo.as_path()),
+            hooks_fifo: hooks_fifo.as_deref(),
             console: console.as_ref().map(|c| c.as_raw_fd()),
             cgroups: CgroupView {
                 v2,
@@ -293,15 +294,13 @@ fn spawn(
     let mut deadline = std::time::Instant::now() + INIT_TIMEOUT;
     let mut made: Vec<PathBuf> = Vec::new();
     let hook_state = |status: Status| {
-        crate::hooks::HookState {
-            oci_version: super::OCI_VERSION,
-            id: &plan.id,
-            status: status.as_str(),
-            pid: (status != Status::Stopped).then_some(child.as_raw()),
-            bundle: &plan.bundle,
-            annotations: &plan.annotations,
-        }
-        .to_json()
+        super::hook_state(
+            &plan.id,
+            child.as_raw(),
+            &plan.bundle,
+            &plan.annotations,
+            status,
+        )
     };
     let r = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());

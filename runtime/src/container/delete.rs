@@ -80,7 +80,6 @@ fn release_root(c: &Container, p: &crate::sys::chroot::Prepared) {
     }
 }
 
-/// The last task of a sandbox takes its shared directory with it.
 /// Removes a sandbox's shared directory (`/alloc`) once no task of the
 /// sandbox is left in the state root, and `.sandboxes` once it is empty.
 /// Under the root's lock: a task of the sandbox being created registers
@@ -117,11 +116,7 @@ fn kill_init(c: &Container) -> Result<()> {
 /// Waits until the init has exited (it may not be our child, so no waitpid:
 /// a pidfd becomes readable when the process exits).
 pub(crate) fn wait_gone(c: &Container, timeout: Duration) {
-    // SAFETY: pidfd_open returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, c.state.pid, 0) };
-    if fd >= 0 {
-        // SAFETY: fresh descriptor.
-        let fd = unsafe { crate::sys::own_fd(fd as i32) };
+    if let Some(fd) = crate::sys::pidfd(c.state.pid) {
         if c.init_alive() {
             let mut p = [nix::poll::PollFd::new(
                 std::os::fd::AsFd::as_fd(&fd),

@@ -180,15 +180,13 @@ impl Container {
 
     /// The state document a hook reads, in `status`.
     pub fn hook_state(&self, status: Status) -> Vec<u8> {
-        crate::hooks::HookState {
-            oci_version: OCI_VERSION,
-            id: &self.state.id,
-            status: status.as_str(),
-            pid: (status != Status::Stopped).then_some(self.state.pid),
-            bundle: &self.state.bundle,
-            annotations: &self.state.annotations,
-        }
-        .to_json()
+        hook_state(
+            &self.state.id,
+            self.state.pid,
+            &self.state.bundle,
+            &self.state.annotations,
+            status,
+        )
     }
 
     /// The OCI state document (`isoexec state`).
@@ -262,6 +260,25 @@ pub fn list(root: &Path) -> Result<Vec<(String, Option<Container>)>> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// The OCI state a hook reads on its stdin (no pid once stopped).
+pub(crate) fn hook_state(
+    id: &str,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+    status: Status,
+) -> Vec<u8> {
+    crate::hooks::HookState {
+        oci_version: OCI_VERSION,
+        id,
+        status: status.as_str(),
+        pid: (status != Status::Stopped).then_some(pid),
+        bundle,
+        annotations,
+    }
+    .to_json()
 }
 
 /// An exclusive lock on the state root (flock of the directory), held

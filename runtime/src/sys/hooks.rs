@@ -3,7 +3,7 @@
 //! and killed when its timeout passes.
 
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,12 +112,7 @@ fn wait_within(
         return child.wait().map(Some);
     };
     let deadline = Instant::now() + limit;
-    // SAFETY: pidfd_open returns a new descriptor or -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
-    let pidfd = (pidfd >= 0).then(|| {
-        // SAFETY: a fresh descriptor we own.
-        unsafe { OwnedFd::from_raw_fd(pidfd as i32) }
-    });
+    let pidfd = super::pidfd(child.id() as i32);
     loop {
         if let Some(s) = child.try_wait()? {
             return Ok(Some(s));

@@ -168,6 +168,15 @@ pub fn set_stdio(fds: [RawFd; 3]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A pidfd of process `pid` (readable once it exits), or `None` when the
+/// process is gone or the kernel has no pidfd_open (before Linux 5.3).
+pub fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh descriptor we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Whether `fd` is the file at `path` (same device and inode).
 pub fn same_file(fd: std::os::fd::BorrowedFd, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -329,14 +338,6 @@ pub fn join_cgroup(v2: bool, dirs: &[(String, PathBuf)]) -> std::io::Result<()> 
         })?;
     }
     Ok(())
-}
-
-/// Takes ownership of a raw descriptor number.
-///
-/// # Safety
-/// `fd` must be open and owned by nobody else.
-pub unsafe fn own_fd(fd: RawFd) -> OwnedFd {
-    OwnedFd::from_raw_fd(fd)
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of

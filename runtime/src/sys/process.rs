@@ -82,28 +82,27 @@ pub fn switch_user(p: &ProcessPlan) -> Result<()> {
     setresuid(uid, uid, uid).ctx(|| format!("setuid {}", p.uid))?;
     nix::sys::prctl::set_keepcaps(false).ctx(|| "PR_SET_KEEPCAPS".into())?;
 
+    let names = |caps: &mut dyn Iterator<Item = &caps::Capability>| {
+        let mut v: Vec<String> = caps.map(|c| c.to_string()).collect();
+        v.sort();
+        v
+    };
     let set = |which: CapSet, caps: &[caps::Capability], name: &str| -> Result<()> {
         let s: CapsHashSet = caps.iter().copied().collect();
         caps::set(None, which, &s).map_err(|e| {
             // What the runtime itself does not hold (a kernel without the
             // capability, a runtime started with fewer) is the usual cause.
             let held = caps::read(None, CapSet::Permitted).unwrap_or_default();
-            let mut missing: Vec<String> = s
-                .iter()
-                .filter(|c| !held.contains(c))
-                .map(|c| c.to_string())
-                .collect();
-            missing.sort();
+            let missing = names(&mut s.iter().filter(|c| !held.contains(c)));
             let why = if missing.is_empty() {
                 String::new()
             } else {
                 format!(": the runtime does not hold {} (not in this kernel, or the runtime was started without it)", missing.join(", "))
             };
-            Error::Init(format!("process.capabilities.{name}: setting {:?} failed ({e}){why}", {
-                let mut v: Vec<String> = s.iter().map(|c| c.to_string()).collect();
-                v.sort();
-                v
-            }))
+            let wanted = names(&mut s.iter());
+            Error::Init(format!(
+                "process.capabilities.{name}: setting {wanted:?} failed ({e}){why}"
+            ))
         })
     };
     // Loading a seccomp filter without no_new_privs takes CAP_SYS_ADMIN,
