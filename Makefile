@@ -35,6 +35,7 @@ release: deps
 	$(STATIC) $(CARGO) build -p isoexec-shim --bin containerd-shim-isoexec-v1 --profile release-shim --target $(HOST)
 	mkdir -p $(DIST)
 	cp -f $(RELEASE)/isoexec $(RELEASE)/isoexecd $(RELEASE)/isoexecctl $(RELEASE)/isoexec-bench \
+	      $(RELEASE)/isoexec-cri-pod \
 	      target/$(HOST)/release-shim/containerd-shim-isoexec-v1 $(DIST)/
 
 ## Formatting, lints, unit tests and the integration tests against the real

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the example bundles run with isoexec (host binaries in empty
-# roots, as Nomad's exec driver runs them), then the runc-style lifecycle
-# on a busybox image. Needs root.
+# roots, as Nomad's exec driver runs them), the runc-style lifecycle on a
+# busybox image, isoexecd, then containerd with the shim and a Kubernetes
+# pod through containerd's CRI plugin. Needs root.
 set -euo pipefail
 
 bin_dir=${1:-target/dist}
@@ -10,8 +11,11 @@ repo=$(pwd)
 work=$(mktemp -d /tmp/isoexec-demo.XXXXXX)
 root="$work/state"
 iso() { "$iso_bin" --root "$root" "$@"; }
+containerd_pid=
 cleanup() {
     for id in $(iso list -q 2>/dev/null); do iso delete --force "$id" >/dev/null 2>&1 || true; done
+    [ -z "$containerd_pid" ] || kill "$containerd_pid" 2>/dev/null || true
+    grep -o " $work[^ ]*" /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -101,6 +105,61 @@ if timeout 2 bash -c '</dev/tcp/127.0.0.1/18081' 2>/dev/null; then echo "reachab
 show "isoexecctl stats web.server --count 1"; ctl stats web.server --count 1 --interval-ms 200
 show "isoexecctl sandbox rm web --grace 2"; ctl sandbox rm web --grace 2
 kill "$daemon"; wait "$daemon" 2>/dev/null || true
+
+step "containerd: the shim, and a Kubernetes pod through containerd's CRI plugin"
+# A containerd of the demo's own (config, root, state, sockets under $work)
+# with the CRI plugin and the handlers of contrib/kubernetes; pods get
+# 127.0.0.1 from the CNI plugins. No registry is reached: the pod's image
+# is a pause program built here.
+ctd="$work/containerd"
+mkdir -p "$ctd/cni" "$ctd/empty" "$ctd/pause"
+cat > "$ctd/cni/10-demo.conflist" <<'JSON'
+{"cniVersion": "0.4.0", "name": "isoexec-demo", "plugins": [
+  {"type": "static", "ipam": {"type": "static", "addresses": [{"address": "127.0.0.1/8"}]}},
+  {"type": "loopback"}]}
+JSON
+: > "$ctd/driver.toml"
+cp "$repo/contrib/kubernetes/image.toml" "$ctd/image.toml"
+cri='plugins."io.containerd.grpc.v1.cri"'
+cat > "$ctd/config.toml" <<TOML
+version = 2
+root = "$ctd/root"
+state = "$ctd/state"
+[grpc]
+  address = "$ctd/c.sock"
+[ttrpc]
+  address = "$ctd/c.sock.ttrpc"
+[$cri]
+  sandbox_image = "localhost/isoexec-demo/pause:1"
+  restrict_oom_score_adj = true
+[$cri.cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$ctd/cni"
+[$cri.containerd]
+  snapshotter = "native"
+  default_runtime_name = "isoexec"
+$(sed -e "s|/etc/isoexec/config.toml|$ctd/driver.toml|" -e "s|/etc/isoexec/image.toml|$ctd/image.toml|" "$repo/contrib/kubernetes/containerd-cri.toml")
+TOML
+bin_abs=$(cd "$bin_dir" && pwd)
+PATH="$bin_abs:$PATH" containerd --config "$ctd/config.toml" >"$ctd/containerd.log" 2>&1 &
+containerd_pid=$!
+c() { ctr -a "$ctd/c.sock" "$@"; }
+for _ in $(seq 100); do c version >/dev/null 2>&1 && break; sleep 0.1; done
+show "ctr run --rm --runtime io.containerd.isoexec.v1 --rootfs empty/ hello sh -c '…'   # an empty directory as the root"
+c run --rm --runtime io.containerd.isoexec.v1 --rootfs "$ctd/empty" hello \
+    /bin/sh -c 'echo "hello from the host'"'"'s $(command -v sh), pid $$, as $(id -un)"; echo / holds: $(ls /)'
+cc -static -O2 -o "$ctd/pause/pause" "$repo/tests/fakes/pause.c"
+tar -C "$ctd/pause" -cf "$ctd/pause.tar" .
+pm() { podman --root "$ctd/podman/root" --runroot "$ctd/podman/run" --tmpdir "$ctd/podman/tmp" \
+    --storage-driver vfs --events-backend none "$@"; }
+pm import --change 'CMD ["/pause"]' "$ctd/pause.tar" localhost/isoexec-demo/pause:1 >/dev/null 2>>"$ctd/podman.log"
+pm save --format oci-archive -o "$ctd/pause.oci.tar" localhost/isoexec-demo/pause:1 2>>"$ctd/podman.log"
+c -n k8s.io images import --base-name localhost/isoexec-demo/pause "$ctd/pause.oci.tar" >/dev/null
+show "isoexec-cri-pod   # as a kubelet: a pod on the isoexec handler, two containers of the pause image running host binaries"
+"$bin_dir/isoexec-cri-pod" "$ctd/c.sock" isoexec localhost/isoexec-demo/pause:1 "$ctd/logs"
+kill "$containerd_pid"; wait "$containerd_pid" 2>/dev/null || true
+echo "shims left: $(pgrep -fc "containerd-shim-isoexec-v1.*$ctd" || true)"
+echo "tasks left in containerd's state: $(find "$ctd/state/isoexec" -mindepth 2 -maxdepth 2 2>/dev/null | wc -l)"
 
 step "Nothing left behind"
 show "isoexec list"; iso list

@@ -54,30 +54,49 @@ pub struct ProcessIo {
     /// or CloseIO aborts it. The fifo is not the process's own stdin: a
     /// reader of a fifo that no writer has opened yet would see its end.
     stdin_pump: Option<tokio::task::JoinHandle<()>>,
+    /// The stdin fifo's read side, also the pump's.
+    stdin_fifo: Option<Fifo>,
 }
+
+type Fifo = std::sync::Arc<AsyncFd<OwnedFd>>;
 
 impl Drop for ProcessIo {
     fn drop(&mut self) {
-        self.close_stdin();
+        if let Some(p) = self.stdin_pump.take() {
+            p.abort();
+        }
         // Output still in a fifo that containerd's reader has not opened
         // yet (ctr opens its ends late under load) would be discarded with
         // the last descriptor: keep the fifos open until a reader has taken
         // it all, for at most OUTPUT_GRACE, then close (the reader's EOF).
         let keep = std::mem::take(&mut self._keep);
+        let stdin = self.stdin_fifo.take();
         if keep.iter().all(|f| unread(f) == 0) {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let deadline = tokio::time::Instant::now() + OUTPUT_GRACE;
-                while keep.iter().any(|f| unread(f) > 0) && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-                drop(keep);
-            });
+            rt.spawn(linger(keep, stdin));
         }
     }
 }
+
+/// Holds the fifos `keep` open until their reader has taken what is in
+/// them, for at most OUTPUT_GRACE; then closes them (the reader's EOF).
+/// The stdin fifo stays open as long: its writer would see EPIPE, and
+/// containerd's CRI then closes the output it has not read yet.
+async fn linger(keep: Vec<File>, stdin: Option<Fifo>) {
+    let deadline = tokio::time::Instant::now() + OUTPUT_GRACE;
+    while keep.iter().any(|f| unread(f) > 0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop((keep, stdin));
+}
+
+/// How long an exited terminal's output may take to reach the shim: until
+/// every holder of the pty's slave side has closed it (the master then
+/// reads its end), so a background process that keeps it open delays the
+/// exit by this much at most.
+const TERMINAL_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long an exited process's unread output waits for its reader.
 const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -188,6 +207,7 @@ impl ProcessIo {
         namespace: &str,
     ) -> std::io::Result<Self> {
         let mut keep = Vec::new();
+        let mut stdin_fifo = None;
         let (stdin_child, stdin_pump) = if stdin.is_empty() {
             (OwnedFd::from(dev_null(false)?), None)
         } else {
@@ -199,6 +219,7 @@ impl ProcessIo {
             set_nonblocking(&w)?;
             let from = std::sync::Arc::new(async_fd(OwnedFd::from(fifo))?);
             let to = std::sync::Arc::new(async_fd(w)?);
+            stdin_fifo = Some(from.clone());
             (r, Some(tokio::spawn(pump(from, to))))
         };
         let (out, err) = if stdout.starts_with("binary://") {
@@ -216,6 +237,7 @@ impl ProcessIo {
             child: [stdin_child, out.into(), err.into()],
             _keep: keep,
             stdin_pump,
+            stdin_fifo,
         })
     }
 
@@ -232,6 +254,7 @@ impl ProcessIo {
             child: [in_r, out_w, err_w],
             _keep: Vec::new(),
             stdin_pump: None,
+            stdin_fifo: None,
         };
         Ok((io, File::from(in_w), File::from(out_r), File::from(err_r)))
     }
@@ -249,20 +272,27 @@ impl ProcessIo {
         if let Some(p) = self.stdin_pump.take() {
             p.abort();
         }
+        self.stdin_fifo = None;
     }
 }
 
 /// A terminal: the pty master, relayed to the stdout fifo and from the
-/// stdin fifo by two tasks. Dropping it stops them.
+/// stdin fifo by two tasks. Dropping it stops them; `drain` lets the output
+/// reach the fifo first.
 pub struct Console {
     pub master: std::sync::Arc<AsyncFd<OwnedFd>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    output: Option<tokio::task::JoinHandle<()>>,
+    input: Option<tokio::task::JoinHandle<()>>,
+    /// The stdin fifo's read side, also the input relay's.
+    stdin_fifo: Option<Fifo>,
     stdin_writer: Option<File>,
+    /// The stdout fifo, held until its reader has what the relay wrote.
+    stdout: Option<File>,
 }
 
 impl Drop for Console {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in [&self.output, &self.input].into_iter().flatten() {
             t.abort();
         }
     }
@@ -331,8 +361,14 @@ impl Console {
     pub fn relay(master: OwnedFd, stdin: &str, stdout: &str) -> std::io::Result<Console> {
         set_nonblocking(&master)?;
         let master = std::sync::Arc::new(async_fd(master)?);
-        let mut tasks = Vec::new();
-        let mut stdin_writer = None;
+        let mut console = Console {
+            master,
+            output: None,
+            input: None,
+            stdin_fifo: None,
+            stdin_writer: None,
+            stdout: None,
+        };
         if !stdout.is_empty() {
             let out = open(
                 stdout.strip_prefix("fifo://").unwrap_or(stdout),
@@ -340,21 +376,42 @@ impl Console {
                 true,
                 libc::O_NONBLOCK,
             )?;
+            console.stdout = Some(out.try_clone()?);
             let out = std::sync::Arc::new(async_fd(OwnedFd::from(out))?);
-            tasks.push(tokio::spawn(pump(master.clone(), out)));
+            console.output = Some(tokio::spawn(pump(console.master.clone(), out)));
         }
         if !stdin.is_empty() {
             let w = open(stdin, true, true, 0)?;
             let r = open(stdin, true, false, libc::O_NONBLOCK)?;
             let r = std::sync::Arc::new(async_fd(OwnedFd::from(r))?);
-            tasks.push(tokio::spawn(pump(r, master.clone())));
-            stdin_writer = Some(w);
+            console.stdin_fifo = Some(r.clone());
+            console.input = Some(tokio::spawn(pump(r, console.master.clone())));
+            console.stdin_writer = Some(w);
         }
-        Ok(Console {
-            master,
-            tasks,
-            stdin_writer,
-        })
+        Ok(console)
+    }
+
+    /// After the process's exit: lets the output relay run until the
+    /// terminal's end (everything the process wrote), for at most
+    /// TERMINAL_DRAIN, then stops the input; keeps the stdout fifo (and the
+    /// stdin one) open until the reader has it all, as `ProcessIo` does.
+    pub async fn drain(mut self) {
+        if let Some(t) = self.output.take() {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(TERMINAL_DRAIN, t).await.is_err() {
+                abort.abort();
+            }
+        }
+        if let Some(t) = self.input.take() {
+            t.abort();
+        }
+        self.stdin_writer = None;
+        let stdin = self.stdin_fifo.take();
+        if let Some(out) = self.stdout.take() {
+            if unread(&out) > 0 {
+                tokio::spawn(linger(vec![out], stdin));
+            }
+        }
     }
 
     pub fn resize(&self, width: u32, height: u32) {
@@ -363,5 +420,6 @@ impl Console {
 
     pub fn close_stdin(&mut self) {
         self.stdin_writer = None;
+        self.stdin_fifo = None;
     }
 }

@@ -254,11 +254,19 @@ struct Proc {
     console: Option<Console>,
     /// The terminal's master when the caller holds it: resize goes here.
     master: Option<OwnedFd>,
+    /// Waited for, its exit not yet recorded (a terminal's output is still
+    /// draining): its pid may be another process's already.
+    reaped: bool,
 }
 
 impl Proc {
     fn exited(&self) -> Option<Exit> {
         *self.exit.borrow()
+    }
+
+    /// Finished: no signal may go to its pid any more.
+    fn gone(&self) -> bool {
+        self.reaped || self.exited().is_some()
     }
 }
 
@@ -471,6 +479,7 @@ impl Supervisor {
                     io,
                     console: relay,
                     master,
+                    reaped: false,
                 },
                 execs: HashMap::new(),
                 rootfs_mounted: req.rootfs_mounted,
@@ -525,6 +534,7 @@ impl Supervisor {
                     io: None,
                     console: None,
                     master: None,
+                    reaped: false,
                 },
                 execs: HashMap::new(),
                 rootfs_mounted: false,
@@ -631,6 +641,7 @@ impl Supervisor {
             io,
             console: relay,
             master,
+            reaped: false,
         });
         drop(tasks);
         (self.sink)(Event::ExecStarted {
@@ -803,7 +814,7 @@ impl Supervisor {
         let finished = || error(Kind::NotFound, "process already finished");
         match exec_id {
             None => {
-                if t.init.exited().is_some() {
+                if t.init.gone() {
                     return Err(finished());
                 }
                 container::kill(&t.container, sig, all).map_err(|e| match e {
@@ -819,7 +830,7 @@ impl Supervisor {
                     .ok_or_else(|| {
                         error(Kind::NotFound, format!("exec {x} not found or not started"))
                     })?;
-                if p.exited().is_some() {
+                if p.gone() {
                     return Err(finished());
                 }
                 nix::sys::signal::kill(Pid::from_raw(p.pid), sig)
@@ -925,7 +936,7 @@ impl Supervisor {
 
     /// An exit reaped: record it, release the process's IO (readers then
     /// see the end of its output), and publish it.
-    fn exited(&self, pid: i32, code: u32) {
+    fn exited(self: &Arc<Self>, pid: i32, code: u32) {
         let exit = Exit::now(code);
         let mut tasks = self.tasks();
         let mut event = None;
@@ -944,8 +955,19 @@ impl Supervisor {
             } else {
                 continue;
             };
+            // A terminal's output may still be on its way through the pty:
+            // the exit is recorded once it has reached containerd's fifo.
+            if let Some(console) = p.console.take() {
+                p.reaped = true;
+                drop(tasks);
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    console.drain().await;
+                    me.exited(pid, code);
+                });
+                return;
+            }
             p.io = None;
-            p.console = None;
             p.master = None;
             p.exit.send_replace(Some(exit));
             // Without a pid namespace of its own, the task's other processes

@@ -1,5 +1,8 @@
 //! What the integration tests (`tests/`, helpers in `tests/common/mod.rs`)
-//! and `make bench` share: a containerd of their own.
+//! and `make bench` share: a containerd of their own; what the suite and
+//! `make demo` share: a CRI client.
+
+pub mod cri;
 
 pub mod containerd {
     use std::path::{Path, PathBuf};

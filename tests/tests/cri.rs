@@ -14,8 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use common::*;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
+use isoexec_tests::cri::{Client, RuntimeServiceClient, *};
 use tonic::transport::Channel;
 
 const PAUSE: &str = "localhost/isoexec-test/pause:1";
@@ -24,7 +23,7 @@ const BUSYBOX: &str = "localhost/isoexec-test/busybox:1";
 struct Cri {
     dir: TempDir,
     child: Option<Child>,
-    rt: tokio::runtime::Runtime,
+    api: Client,
 }
 
 impl Cri {
@@ -88,14 +87,11 @@ impl Cri {
             .stderr(log)
             .spawn()
             .expect("starting containerd");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let api = Client::new(&d.join("c.sock")).unwrap();
         let cri = Cri {
             dir,
             child: Some(child),
-            rt,
+            api,
         };
         assert!(
             eventually(20, || cri.ctr(&["version"]).status.success()),
@@ -182,12 +178,7 @@ impl Cri {
     }
 
     fn client(&self) -> RuntimeServiceClient<Channel> {
-        let sock = self.dir.path().join("c.sock");
-        let channel = self
-            .rt
-            .block_on(isoexec_daemon::client::channel(sock))
-            .expect("connecting to containerd's CRI");
-        RuntimeServiceClient::new(channel)
+        self.api.service().unwrap()
     }
 
     fn logs(&self) -> PathBuf {
@@ -199,15 +190,20 @@ impl Drop for Cri {
     fn drop(&mut self) {
         let mut c = self.client();
         let pods = self
+            .api
             .rt
             .block_on(c.list_pod_sandbox(ListPodSandboxRequest::default()))
             .map(|r| r.into_inner().items)
             .unwrap_or_default();
         for p in pods {
-            let _ = self.rt.block_on(c.stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: p.id.clone(),
-            }));
             let _ = self
+                .api
+                .rt
+                .block_on(c.stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                }));
+            let _ = self
+                .api
                 .rt
                 .block_on(c.remove_pod_sandbox(RemovePodSandboxRequest {
                     pod_sandbox_id: p.id,
@@ -225,37 +221,11 @@ impl Drop for Cri {
 }
 
 fn pod_config(name: &str, logs: &std::path::Path) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: unique(name),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: logs.join(name).display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: String::new(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    isoexec_tests::cri::pod_config(name, &unique(name), logs)
 }
 
 fn container_config(name: &str, cmd: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: BUSYBOX.into(),
-            ..Default::default()
-        }),
-        command: cmd.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        ..Default::default()
-    }
+    isoexec_tests::cri::container_config(name, BUSYBOX, cmd)
 }
 
 #[test]
@@ -308,6 +278,7 @@ fn a_pod_lives_and_goes_through_the_cri_on_both_handlers() {
         );
         cri.remove_pod(&sb);
         let left = cri
+            .api
             .rt
             .block_on(c.list_containers(ListContainersRequest::default()))
             .unwrap()
@@ -336,84 +307,37 @@ fn a_pod_lives_and_goes_through_the_cri_on_both_handlers() {
     assert!(left.is_empty(), "{left:?} left in {}", state.display());
 }
 
+/// The suite's calls: a failed step fails the test, but for start_in.
 impl Cri {
-    /// RunPodSandbox on `handler`, with `pod` as its config.
     fn run_pod(&self, handler: &str, pod: &PodSandboxConfig) -> String {
-        let mut c = self.client();
-        self.rt
-            .block_on(c.run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pod.clone()),
-                runtime_handler: handler.into(),
-            }))
+        self.api
+            .run_pod(handler, pod)
             .unwrap_or_else(|e| panic!("{handler}: runp: {e}"))
-            .into_inner()
-            .pod_sandbox_id
     }
 
-    /// CreateContainer then StartContainer; the container's id, or the
-    /// status of the step that failed.
     fn start_in(
         &self,
         sb: &str,
         pod: &PodSandboxConfig,
         config: ContainerConfig,
     ) -> Result<String, tonic::Status> {
-        let mut c = self.client();
-        let id = self
-            .rt
-            .block_on(c.create_container(CreateContainerRequest {
-                pod_sandbox_id: sb.into(),
-                config: Some(config),
-                sandbox_config: Some(pod.clone()),
-            }))?
-            .into_inner()
-            .container_id;
-        self.rt.block_on(c.start_container(StartContainerRequest {
-            container_id: id.clone(),
-        }))?;
-        Ok(id)
+        self.api.start_in(sb, pod, config)
     }
 
-    /// ExecSync: (stdout, exit code).
     fn exec(&self, id: &str, script: &str) -> (String, i32) {
-        let mut c = self.client();
-        let r = self
-            .rt
-            .block_on(c.exec_sync(ExecSyncRequest {
-                container_id: id.into(),
-                cmd: vec!["sh".into(), "-c".into(), script.into()],
-                timeout: 10,
-            }))
+        self.api
+            .exec(id, script)
             .unwrap_or_else(|e| panic!("exec {script:?} in {id}: {e}"))
-            .into_inner();
-        (String::from_utf8_lossy(&r.stdout).into_owned(), r.exit_code)
     }
 
     fn status(&self, id: &str) -> ContainerStatus {
-        let mut c = self.client();
-        self.rt
-            .block_on(c.container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            }))
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
+        self.api.status(id).unwrap()
     }
 
     fn remove_pod(&self, sb: &str) {
-        let mut c = self.client();
-        self.rt
-            .block_on(c.stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: sb.into(),
-            }))
-            .unwrap_or_else(|e| panic!("stopp: {e}"));
-        self.rt
-            .block_on(c.remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: sb.into(),
-            }))
-            .unwrap_or_else(|e| panic!("rmp: {e}"));
+        self.api
+            .remove_pod(sb)
+            .unwrap_or_else(|e| panic!("removing pod {sb}: {e}"))
     }
 }
 
@@ -449,6 +373,7 @@ fn containers_of_a_pod_share_alloc_and_localhost_and_their_limits_hold() {
     // Stats of one container and of all.
     let mut c = cri.client();
     let stats = cri
+        .api
         .rt
         .block_on(c.container_stats(ContainerStatsRequest {
             container_id: a.clone(),
@@ -462,6 +387,7 @@ fn containers_of_a_pod_share_alloc_and_localhost_and_their_limits_hold() {
         "no memory stats"
     );
     let all = cri
+        .api
         .rt
         .block_on(c.list_container_stats(ListContainerStatsRequest::default()))
         .expect("list container stats")
@@ -470,7 +396,8 @@ fn containers_of_a_pod_share_alloc_and_localhost_and_their_limits_hold() {
     assert_eq!(all.len(), 2, "{all:?}");
 
     // UpdateContainerResources: the new memory limit holds.
-    cri.rt
+    cri.api
+        .rt
         .block_on(
             c.update_container_resources(UpdateContainerResourcesRequest {
                 container_id: a.clone(),
@@ -579,4 +506,348 @@ fn containers_of_a_pod_share_alloc_and_localhost_and_their_limits_hold() {
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?} left in {}", state.display());
+}
+
+/// What a streaming session (Exec or Attach) gave: stdout, stderr, and the
+/// status the server sent on the error channel (JSON; empty if none).
+#[derive(Debug, Default)]
+struct Streamed {
+    stdout: String,
+    stderr: String,
+    status: String,
+}
+
+impl Streamed {
+    /// The exit code the status reports: 0 for Success, the ExitCode cause
+    /// otherwise.
+    fn exit_code(&self) -> Option<i64> {
+        let v: serde_json::Value = serde_json::from_str(&self.status).ok()?;
+        if v["status"] == "Success" {
+            return Some(0);
+        }
+        v["details"]["causes"]
+            .as_array()?
+            .iter()
+            .find(|c| c["reason"] == "ExitCode")?["message"]
+            .as_str()?
+            .parse()
+            .ok()
+    }
+}
+
+/// A session with the CRI streaming server at `url` (what Exec or Attach
+/// answered) as kubectl has it through the API server: a WebSocket of the
+/// v4.channel.k8s.io protocol, each message's first byte its channel (0
+/// stdin, 1 stdout, 2 stderr, 3 the status). Sends `input` on stdin, then
+/// reads until the server closes or `done` holds for what was read. With
+/// `typing`, sends `input` again every 10 ms while nothing comes, as a
+/// user typing at `kubectl exec -it` does while the process exits.
+fn stream(url: &str, input: &[u8], typing: bool, done: impl Fn(&Streamed) -> bool) -> Streamed {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::Message;
+    let ws_url = url.replacen("http://", "ws://", 1);
+    let mut req = ws_url.as_str().into_client_request().expect("stream url");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let tcp = std::net::TcpStream::connect(&host).expect("connecting to the stream server");
+    let wait = if typing { 10 } else { 20_000 };
+    tcp.set_read_timeout(Some(std::time::Duration::from_millis(wait)))
+        .unwrap();
+    let (mut ws, _) = tungstenite::client(req, tcp).expect("websocket handshake");
+    let stdin = [&[0u8][..], input].concat();
+    if !input.is_empty() {
+        ws.send(Message::Binary(stdin.clone().into()))
+            .expect("stdin");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = Streamed::default();
+    while !done(&got) && std::time::Instant::now() < deadline {
+        let data = match ws.read() {
+            Ok(Message::Binary(b)) => b.to_vec(),
+            Ok(Message::Text(t)) => t.as_bytes().to_vec(),
+            Err(tungstenite::Error::Io(e))
+                if typing
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                // The server may have closed its side: a refused write
+                // ends the typing, not the session.
+                let _ = ws.send(Message::Binary(stdin.clone().into()));
+                continue;
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let Some((&channel, rest)) = data.split_first() else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(rest);
+        match channel {
+            1 => got.stdout.push_str(&text),
+            2 => got.stderr.push_str(&text),
+            3 => got.status.push_str(&text),
+            _ => {}
+        }
+    }
+    let _ = ws.close(None);
+    got
+}
+
+impl Cri {
+    /// Exec through the streaming server: the session's output and status.
+    fn exec_streaming(&self, id: &str, cmd: &[&str], tty: bool, input: &[u8]) -> Streamed {
+        let mut c = self.client();
+        let url = self
+            .api
+            .rt
+            .block_on(c.exec(ExecRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                tty,
+                stdin: !input.is_empty(),
+                stdout: true,
+                stderr: !tty,
+            }))
+            .unwrap_or_else(|e| panic!("exec {cmd:?} in {id}: {e}"))
+            .into_inner()
+            .url;
+        stream(&url, input, tty, |_| false)
+    }
+
+    /// What the container `name` of the pod `pod` has logged so far.
+    fn log_of(&self, pod: &str, name: &str) -> String {
+        std::fs::read_to_string(self.logs().join(pod).join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+}
+
+/// What the kubelet asks for a container of the default procMount
+/// (k8s.io/kubernetes pkg/securitycontext: DefaultMaskedPaths and
+/// DefaultReadonlyPaths); containerd's CRI plugin adds none of its own.
+const KUBELET_MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+const KUBELET_READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn security(ctx: LinuxContainerSecurityContext) -> Option<LinuxContainerConfig> {
+    Some(LinuxContainerConfig {
+        security_context: Some(ctx),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn streaming_host_network_and_security_contexts_on_both_handlers() {
+    let cri = Cri::start();
+    let host_net = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .display()
+        .to_string();
+    let host_pid = std::fs::read_link("/proc/self/ns/pid")
+        .unwrap()
+        .display()
+        .to_string();
+    for handler in ["isoexec-image", "isoexec"] {
+        let name = format!("s-{handler}");
+        let pod = pod_config(&name, &cri.logs());
+        let sb = cri.run_pod(handler, &pod);
+
+        // Attach to a container reading its stdin, as `kubectl attach -i`.
+        let mut echo = container_config(
+            "echo",
+            &[
+                "sh",
+                "-c",
+                "echo ready; while read l; do echo \"got $l\"; done",
+            ],
+        );
+        echo.stdin = true;
+        let echo = cri.start_in(&sb, &pod, echo).expect("echo");
+        assert!(
+            eventually(5, || cri.log_of(&name, "echo").contains(" F ready")),
+            "{handler}: {}",
+            cri.log_of(&name, "echo")
+        );
+        let mut c = cri.client();
+        let url = cri
+            .api
+            .rt
+            .block_on(c.attach(AttachRequest {
+                container_id: echo.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            }))
+            .unwrap_or_else(|e| panic!("{handler}: attach: {e}"))
+            .into_inner()
+            .url;
+        let got = stream(&url, b"hello\n", false, |s| s.stdout.contains("got hello"));
+        assert!(got.stdout.contains("got hello\n"), "{handler}: {got:?}");
+
+        // Exec with stdin, stdout and stderr apart, the exit code in the
+        // status; and with a terminal, as `kubectl exec -it`.
+        let got = cri.exec_streaming(
+            &echo,
+            &["sh", "-c", "read x; echo out-$x; echo err >&2; exit 3"],
+            false,
+            b"hi\n",
+        );
+        assert_eq!(
+            (got.stdout.as_str(), got.stderr.as_str(), got.exit_code()),
+            ("out-hi\n", "err\n", Some(3)),
+            "{handler}: {got:?}"
+        );
+        // Several times, typing all along (the terminal echoes it): output
+        // racing the exit was lost in one exec of five when the stdin fifo
+        // closed at the exit (containerd's CRI then closes the output).
+        for _ in 0..10 {
+            let got = cri.exec_streaming(&echo, &["sh", "-c", "tty; test -t 0"], true, b"x");
+            assert!(
+                got.stdout.contains("/dev/pts/") && got.stdout.contains("\r\n"),
+                "{handler}: {got:?}"
+            );
+            assert_eq!(got.exit_code(), Some(0), "{handler}: {got:?}");
+        }
+
+        // seccomp: RuntimeDefault filters, Unconfined does not.
+        for (kind, want) in [
+            (security_profile::ProfileType::RuntimeDefault, "2"),
+            (security_profile::ProfileType::Unconfined, "0"),
+        ] {
+            let mut s = container_config(
+                &format!("seccomp-{}", kind as i32),
+                &["sh", "-c", "exec sleep 1000"],
+            );
+            s.linux = security(LinuxContainerSecurityContext {
+                seccomp: Some(SecurityProfile {
+                    profile_type: kind as i32,
+                    localhost_ref: String::new(),
+                }),
+                ..Default::default()
+            });
+            let s = cri.start_in(&sb, &pod, s).expect("seccomp");
+            let (out, _) = cri.exec(&s, "sed -n 's/^Seccomp:\\t//p' /proc/self/status");
+            assert_eq!(out.trim(), want, "{handler}: {kind:?}");
+        }
+
+        // Masked and read-only paths: the CRI plugin applies the lists it
+        // is given, the kubelet's defaults (here) or a pod's own.
+        let mut m = container_config("masked", &["sh", "-c", "exec sleep 1000"]);
+        m.linux = security(LinuxContainerSecurityContext {
+            masked_paths: KUBELET_MASKED
+                .iter()
+                .chain(&["/etc"])
+                .map(|s| s.to_string())
+                .collect(),
+            readonly_paths: KUBELET_READONLY
+                .iter()
+                .chain(&["/tmp"])
+                .map(|s| s.to_string())
+                .collect(),
+            ..Default::default()
+        });
+        let m = cri.start_in(&sb, &pod, m).expect("masked");
+        let (out, _) = cri.exec(
+            &m,
+            "wc -c < /proc/keys; ls -A /etc | wc -l; \
+             echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || echo sys-ro; \
+             touch /tmp/x 2>/dev/null || echo tmp-ro",
+        );
+        assert_eq!(out, "0\n0\nsys-ro\ntmp-ro\n", "{handler}");
+
+        // Capabilities: added within allow_caps they hold; beyond it the
+        // container is refused, naming the option.
+        let mut capped = container_config(
+            "capped",
+            &["sh", "-c", "grep CapEff /proc/self/status; exec sleep 1000"],
+        );
+        capped.linux = security(LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: vec!["CHOWN".into(), "KILL".into()],
+                drop_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        cri.start_in(&sb, &pod, capped).expect("capped");
+        assert!(
+            eventually(5, || cri
+                .log_of(&name, "capped")
+                .contains("CapEff:\t0000000000000021")),
+            "{handler}: {}",
+            cri.log_of(&name, "capped")
+        );
+        let mut admin = container_config("admin", &["true"]);
+        admin.linux = security(LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: vec!["NET_ADMIN".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let e = cri
+            .start_in(&sb, &pod, admin)
+            .expect_err("NET_ADMIN is not in allow_caps");
+        assert!(
+            e.message().contains("net_admin") && e.message().contains("allow_caps"),
+            "{handler}: {e}"
+        );
+        cri.remove_pod(&sb);
+
+        // A hostNetwork pod: its containers are in the host's network
+        // namespace (no CNI), and still apart from its mounts and pids.
+        let hname = format!("h-{handler}");
+        let mut hpod = pod_config(&hname, &cri.logs());
+        // The kubelet gives a hostNetwork pod no hostname: the node's is its.
+        hpod.hostname = String::new();
+        hpod.linux = Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let hsb = cri.run_pod(handler, &hpod);
+        let h = cri
+            .start_in(
+                &hsb,
+                &hpod,
+                container_config("h", &["sh", "-c", "exec sleep 1000"]),
+            )
+            .expect("host network container");
+        let (out, _) = cri.exec(&h, "readlink /proc/self/ns/net; readlink /proc/self/ns/pid");
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some(host_net.as_str()), "{handler}: {out}");
+        assert_ne!(lines.next(), Some(host_pid.as_str()), "{handler}: {out}");
+        cri.remove_pod(&hsb);
+    }
 }
