@@ -1456,7 +1456,7 @@ fn rshared_volume_mounts_reach_the_host() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            for sub in ["shared", "private", ""] {
+            for sub in ["shared-root", "shared", "private", ""] {
                 let _ = std::process::Command::new("umount")
                     .arg("-l")
                     .arg(self.0.join(sub))
@@ -1468,7 +1468,7 @@ fn rshared_volume_mounts_reach_the_host() {
     host_mount(&["--bind", v, v]);
     let _unmount = Unmount(vol.path().to_path_buf());
     host_mount(&["--make-shared", v]);
-    let run = |root_prop: Option<&str>, sub: &str| {
+    let run = |root_prop: Option<&str>, sub: &str, root_mounted: bool| {
         let b = Bundle::busybox(
             &sh(&format!(
                 "mkdir -p /vol/{sub} && mount -t tmpfs -o size=1m tmpfs /vol/{sub} && echo mounted"
@@ -1485,13 +1485,32 @@ fn rshared_volume_mounts_reach_the_host() {
                     "options": ["rbind", "rshared"]}));
             },
         );
+        // containerd's rootfs is a mount of its own (the snapshot), shared
+        // in a shared tree: pivot_root refuses a shared new root.
+        let rootfs = b.dir.path().join("rootfs");
+        let _root_unmount = root_mounted.then(|| {
+            let r = rootfs.to_str().unwrap();
+            host_mount(&["--bind", r, r]);
+            host_mount(&["--make-shared", r]);
+            Unmount(rootfs.clone())
+        });
         iso.run_bundle(&b, &[])
     };
     let on_host = |sub: &str| mounts_under(vol.path()).iter().any(|m| m.ends_with(sub));
-    let (out, err, code) = run(Some("rshared"), "shared");
+    let (out, err, code) = run(Some("rshared"), "shared", false);
     assert_eq!((out.as_str(), code), ("mounted\n", 0), "{err}");
     let reached = on_host("shared");
-    let (out, err, code) = run(None, "private");
+    let (out, err, code) = run(Some("rshared"), "shared-root", true);
+    assert_eq!(
+        (out.as_str(), code),
+        ("mounted\n", 0),
+        "rootfs a shared mount: {err}"
+    );
+    assert!(
+        on_host("shared-root"),
+        "with the rootfs a mount point, the rshared volume's mount is not on the host"
+    );
+    let (out, err, code) = run(None, "private", false);
     assert_eq!((out.as_str(), code), ("mounted\n", 0), "{err}");
     let leaked = on_host("private");
     assert!(

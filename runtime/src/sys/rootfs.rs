@@ -40,10 +40,12 @@ pub fn bind_root(plan: &Plan) -> Result<()> {
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
     mount(NONE, "/", NONE, prop, NONE).ctx(|| format!("making / {prop:?}"))?;
-    // pivot_root (and MS_MOVE) refuse a root whose parent mount is
-    // shared: that one mount (not its children) becomes private.
+    // pivot_root (and MS_MOVE) refuse a new root that is shared or whose
+    // parent mount is: the mount the root is on (the root itself when it
+    // is a mount point, as containerd's snapshots are) becomes private,
+    // that one mount, not its children; the bind below is then private.
     if prop.contains(MsFlags::MS_SHARED) {
-        let parent = mount_point_of(root.parent().unwrap_or(Path::new("/")))?;
+        let parent = mount_point_of(root)?;
         mount(NONE, &parent, NONE, MsFlags::MS_PRIVATE, NONE)
             .ctx(|| format!("making {} private for pivot_root", parent.display()))?;
     }
