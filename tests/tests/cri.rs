@@ -276,7 +276,20 @@ fn a_pod_lives_and_goes_through_the_cri_on_both_handlers() {
             ContainerState::ContainerRunning as i32,
             "{handler}"
         );
+        // While it runs, the cgroups are where containerd's CRI asked.
+        let cg = |id: &str| cgroup_dir(task_hierarchies()[0], &format!("k8s.io/{id}"));
+        assert!(
+            cg(&created).is_dir(),
+            "{handler}: {}",
+            cg(&created).display()
+        );
         cri.remove_pod(&sb);
+        for id in [&sb, &created] {
+            for h in task_hierarchies() {
+                let dir = cgroup_dir(h, &format!("k8s.io/{id}"));
+                assert!(!dir.exists(), "{handler}: {} left", dir.display());
+            }
+        }
         let left = cri
             .api
             .rt
@@ -305,6 +318,8 @@ fn a_pod_lives_and_goes_through_the_cri_on_both_handlers() {
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?} left in {}", state.display());
+    let mounts = mounts_under(cri.dir.path());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
 }
 
 /// The suite's calls: a failed step fails the test, but for start_in.
