@@ -457,16 +457,13 @@ fn containers_of_a_pod_share_alloc_and_localhost_and_their_limits_hold() {
         "secure",
         "id -u; id -G; grep CapEff /proc/self/status; touch /x 2>/dev/null || echo ro; exec sleep 1000",
     );
-    secure.linux = Some(LinuxContainerConfig {
-        security_context: Some(LinuxContainerSecurityContext {
-            run_as_user: Some(Int64Value { value: 1000 }),
-            run_as_group: Some(Int64Value { value: 1000 }),
-            supplemental_groups: vec![2000],
-            readonly_rootfs: true,
-            capabilities: Some(Capability {
-                drop_capabilities: vec!["ALL".into()],
-                ..Default::default()
-            }),
+    secure.linux = security(LinuxContainerSecurityContext {
+        run_as_user: Some(Int64Value { value: 1000 }),
+        run_as_group: Some(Int64Value { value: 1000 }),
+        supplemental_groups: vec![2000],
+        readonly_rootfs: true,
+        capabilities: Some(Capability {
+            drop_capabilities: vec!["ALL".into()],
             ..Default::default()
         }),
         ..Default::default()
@@ -497,11 +494,8 @@ fn containers_of_a_pod_share_alloc_and_localhost_and_their_limits_hold() {
     });
     let psb = cri.run_pod("isoexec", &ppod);
     let mut privileged = sleeper("root-of-all", "true");
-    privileged.linux = Some(LinuxContainerConfig {
-        security_context: Some(LinuxContainerSecurityContext {
-            privileged: true,
-            ..Default::default()
-        }),
+    privileged.linux = security(LinuxContainerSecurityContext {
+        privileged: true,
         ..Default::default()
     });
     let e = cri
