@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo=${CARGO:-cargo}
+# Test harnesses only (the crate's own binaries, e.g. isoexec-cri-pod, are
+# artifacts too).
 mapfile -t bins < <($cargo test -p isoexec-tests --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+    grep '"profile":{[^}]*"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 [ ${#bins[@]} -gt 0 ] || { echo "test-v2: no integration test binaries were built" >&2; exit 1; }
 export ISOEXEC_BIN_DIR=${ISOEXEC_BIN_DIR:-$PWD/target/debug}
 script='rc=0; n=$1; shift; bins=("${@:1:n}"); shift "$n"
