@@ -842,9 +842,12 @@ impl Supervisor {
     pub fn resize(&self, id: &str, exec_id: Option<&str>, width: u32, height: u32) -> Result<()> {
         let tasks = self.tasks();
         let t = tasks.get(id).ok_or_else(|| no_task(id))?;
-        let p = match exec_id {
-            None => Some(&t.init),
-            Some(x) => t.execs.get(x).and_then(|e| e.proc.as_ref()),
+        let (p, terminal) = match exec_id {
+            None => (Some(&t.init), t.stdio.terminal),
+            Some(x) => match t.execs.get(x) {
+                Some(e) => (e.proc.as_ref(), e.stdio.terminal),
+                None => (None, false),
+            },
         };
         match p {
             Some(Proc {
@@ -853,6 +856,9 @@ impl Supervisor {
             Some(Proc {
                 master: Some(m), ..
             }) => crate::io::resize(m, width, height),
+            // Its terminal went with it: nothing to resize (runc's shim
+            // answers the same; ctr resizes right after a start).
+            Some(p) if p.gone() && terminal => {}
             _ => {
                 return Err(error(
                     Kind::FailedPrecondition,

@@ -591,6 +591,25 @@ fn terminal_session() {
         stderr(&o)
     );
     ctd.assert_clean("tty1");
+    // ctr resizes an exec's terminal right after the start, when a quick
+    // process is gone already: no error for that, as with runc's shim.
+    let o = ctd.run(&["-d"], "tty2", &["sleep", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for i in 0..5 {
+        let cmd = format!(
+            "ctr -a {} task exec -t --exec-id quick{i} tty2 true",
+            ctd.sock().display()
+        );
+        let o = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = stdout(&o);
+        assert!(o.status.success() && !out.contains("resize pty"), "{out:?}");
+    }
+    ctd.kill_and_remove("tty2");
+    ctd.assert_clean("tty2");
 }
 
 #[test]
