@@ -1188,11 +1188,7 @@ fn isoexecctl_drives_the_api_from_a_shell() {
         binary("isoexecctl").display(),
         d.socket().display()
     );
-    let o = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("script");
+    let o = in_terminal(&cmd).output().expect("script");
     let out = stdout(&o);
     assert!(
         out.contains("/dev/pts/") && out.contains("30 90"),

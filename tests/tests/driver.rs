@@ -252,11 +252,7 @@ fn capabilities_against_allow_caps() {
         b.path().display(),
         unique("tty")
     );
-    let o = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let o = in_terminal(&cmd).output().unwrap();
     let text = stdout(&o);
     assert!(
         text.contains("warning: dropping capabilities not in allow_caps: net_raw")

@@ -579,11 +579,7 @@ fn terminal_session() {
         ctd.sock().display(),
         ctd.empty_root()
     );
-    let o = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = in_terminal(&cmd).output().unwrap();
     let out = stdout(&o);
     assert!(
         out.contains("/dev/pts/0") && out.contains("done"),
@@ -600,11 +596,7 @@ fn terminal_session() {
             "ctr -a {} task exec -t --exec-id quick{i} tty2 true",
             ctd.sock().display()
         );
-        let o = Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let o = in_terminal(&cmd).output().unwrap();
         let out = stdout(&o);
         assert!(o.status.success() && !out.contains("resize pty"), "{out:?}");
     }

@@ -334,6 +334,14 @@ impl Drop for Isoexec {
 }
 
 /// `sh -c SCRIPT` as a process's args.
+/// `line` run by a shell under script(1): its own terminal, the session's
+/// output in stdout. Add environment and call `.output()`.
+pub fn in_terminal(line: &str) -> Command {
+    let mut c = Command::new("script");
+    c.args(["-qec", line, "/dev/null"]).stdin(Stdio::null());
+    c
+}
+
 pub fn sh(script: &str) -> Vec<&str> {
     vec!["sh", "-c", script]
 }
@@ -731,10 +739,8 @@ pub fn docker_cli_suite(
     // A terminal exec, under script(1).
     let c = cli();
     let line = format!("{} exec -it c1 sh -c 'tty; echo tty-ok'", shell_line(&c));
-    let o = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
+    let o = in_terminal(&line)
         .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let text = stdout(&o);
