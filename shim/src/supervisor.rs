@@ -940,10 +940,13 @@ impl Supervisor {
         Ok(f(t.container.cgroup()))
     }
 
-    /// An exit reaped: record it, release the process's IO (readers then
-    /// see the end of its output), and publish it.
+    /// An exit reaped (`code`, now): record it, release the process's IO
+    /// (readers then see the end of its output), and publish it.
     fn exited(self: &Arc<Self>, pid: i32, code: u32) {
-        let exit = Exit::now(code);
+        self.record_exit(pid, Exit::now(code));
+    }
+
+    fn record_exit(self: &Arc<Self>, pid: i32, exit: Exit) {
         let mut tasks = self.tasks();
         let mut event = None;
         for (id, t) in tasks.iter_mut() {
@@ -969,7 +972,7 @@ impl Supervisor {
                 let me = Arc::clone(self);
                 tokio::spawn(async move {
                     console.drain().await;
-                    me.exited(pid, code);
+                    me.record_exit(pid, exit);
                 });
                 return;
             }

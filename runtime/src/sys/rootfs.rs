@@ -45,9 +45,9 @@ pub fn bind_root(plan: &Plan) -> Result<()> {
     // is a mount point, as containerd's snapshots are) becomes private,
     // that one mount, not its children; the bind below is then private.
     if prop.contains(MsFlags::MS_SHARED) {
-        let parent = mount_point_of(root)?;
-        mount(NONE, &parent, NONE, MsFlags::MS_PRIVATE, NONE)
-            .ctx(|| format!("making {} private for pivot_root", parent.display()))?;
+        let under = mount_point_of(root)?;
+        mount(NONE, &under, NONE, MsFlags::MS_PRIVATE, NONE)
+            .ctx(|| format!("making {} private for pivot_root", under.display()))?;
     }
     // pivot_root needs the new root to be a mount point.
     mount(
