@@ -957,7 +957,7 @@ fn assemble(
                 )
                 .map_err(|e| e.to_string())?;
                 let t = Instant::now();
-                let p = runtime::sys::chroot::prepare(&plan, &root, work, &[])
+                let p = runtime::sys::chroot::prepare(&plan, &root, work, &[], None)
                     .map_err(|e| e.to_string())?;
                 runtime::sys::chroot::mount_all(&plan, &p, &root, 0, 0)
                     .map_err(|e| e.to_string())?;

@@ -207,9 +207,33 @@ pub struct DriverConfig {
     /// or the bundle's root as it is (`default_root = "image"`, for clients
     /// that cannot pass annotations: Docker, podman).
     pub image_by_default: bool,
+    /// `userns = "auto"`: every task without a user namespace of its own
+    /// gets one, mapped onto a range of host ids allocated from this pool.
+    pub userns: Option<UserNsPool>,
     /// The file it came from, if any (for messages).
     pub source: Option<PathBuf>,
 }
+
+/// Host ids handed out to tasks' user namespaces: `slots` ranges of `size`
+/// ids each, the first starting at `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserNsPool {
+    pub first: u32,
+    pub size: u32,
+    pub slots: u32,
+}
+
+impl UserNsPool {
+    /// The first host id of slot `n`.
+    pub fn base(&self, n: u32) -> u32 {
+        self.first + n * self.size
+    }
+}
+
+/// The pool when `userns_range` is not given: above every id a host
+/// gives its users and /etc/subuid's customary ranges.
+pub const DEFAULT_USERNS_RANGE: &str = "1000000000-1999999999";
+pub const DEFAULT_USERNS_SIZE: u32 = 65536;
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -233,6 +257,9 @@ struct RawConfig {
     chroot_env_hide: Option<Vec<String>>,
     ephemeral_disk_mb: Option<u64>,
     default_root: Option<String>,
+    userns: Option<String>,
+    userns_range: Option<String>,
+    userns_size: Option<u32>,
 }
 
 /// Parses a capability name: case-insensitive, with or without `cap_`.
@@ -382,9 +409,54 @@ impl DriverConfig {
                     )))
                 }
             },
+            userns: userns_pool(raw.userns, raw.userns_range, raw.userns_size).map_err(err)?,
             source: None,
         })
     }
+}
+
+/// `userns`, `userns_range` and `userns_size` as a pool (`None`: tasks
+/// run with host ids unless their spec asks for a user namespace).
+fn userns_pool(
+    mode: Option<String>,
+    range: Option<String>,
+    size: Option<u32>,
+) -> std::result::Result<Option<UserNsPool>, String> {
+    match mode.as_deref() {
+        None | Some("host") => {
+            if range.is_some() || size.is_some() {
+                return Err("userns_range and userns_size apply with userns = \"auto\"".into());
+            }
+            return Ok(None);
+        }
+        Some("auto") => {}
+        Some(other) => {
+            return Err(format!(
+                "userns must be \"host\" (tasks keep host ids unless their spec maps them) or \"auto\" (a user namespace per task from userns_range), got {other:?}"
+            ))
+        }
+    }
+    let size = size.unwrap_or(DEFAULT_USERNS_SIZE);
+    if size == 0 {
+        return Err("userns_size must be at least 1".into());
+    }
+    let text = range.as_deref().unwrap_or(DEFAULT_USERNS_RANGE);
+    let r = IdRanges::parse("userns_range", text)?;
+    let [(first, last)] = r.0[..] else {
+        return Err(format!(
+            "userns_range: {text:?} must be one range FIRST-LAST of host ids"
+        ));
+    };
+    if first == 0 {
+        return Err("userns_range: host id 0 is the host's root; start the range above it".into());
+    }
+    let slots = ((u64::from(last) - u64::from(first) + 1) / u64::from(size)) as u32;
+    if slots == 0 {
+        return Err(format!(
+            "userns_range: {text:?} holds fewer than userns_size = {size} ids"
+        ));
+    }
+    Ok(Some(UserNsPool { first, size, slots }))
 }
 
 /// Mount order: a parent directory before what is mounted inside it.
@@ -409,6 +481,39 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse(text).expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn userns_auto_makes_a_pool_and_bad_ranges_are_named() {
+        assert_eq!(parse("").unwrap().userns, None);
+        assert_eq!(parse("userns = \"host\"").unwrap().userns, None);
+        let p = parse("userns = \"auto\"").unwrap().userns.unwrap();
+        assert_eq!((p.first, p.size, p.slots), (1_000_000_000, 65536, 15258));
+        let p = parse("userns = \"auto\"\nuserns_range = \"100000-165535\"\nuserns_size = 1000")
+            .unwrap()
+            .userns
+            .unwrap();
+        assert_eq!(
+            (p.first, p.size, p.slots, p.base(2)),
+            (100000, 1000, 65, 102000)
+        );
+        for (text, want) in [
+            ("userns = \"yes\"", "userns must be"),
+            ("userns_range = \"1-9\"", "apply with userns = \"auto\""),
+            ("userns = \"auto\"\nuserns_range = \"0-65535\"", "host id 0"),
+            (
+                "userns = \"auto\"\nuserns_range = \"10-20,30-40\"",
+                "one range",
+            ),
+            (
+                "userns = \"auto\"\nuserns_range = \"100000-100010\"",
+                "fewer than userns_size = 65536",
+            ),
+            ("userns = \"auto\"\nuserns_size = 0", "at least 1"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

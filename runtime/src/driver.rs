@@ -12,7 +12,7 @@ use crate::config::{
     cap_name, parse_cap, ChrootMode, DriverConfig, NsMode, CONTAINERD_DEFAULT_CAPS,
 };
 use crate::error::{Error, Result};
-use crate::plan::{NamespacePlan, NsKind, ProcessPlan};
+use crate::plan::{NamespacePlan, NsKind, ProcessPlan, UserNsPlan};
 
 /// Per-task annotations.
 pub const ANN_CHROOT_ENV: &str = "io.isoexec.chroot_env";
@@ -178,18 +178,43 @@ pub fn apply_ns_modes(
 /// capabilities outside `allow_caps` are dropped when containerd asks for
 /// them by default, refused otherwise; a denied uid or gid is refused.
 /// Returns the warnings to log.
-pub fn apply_policy(p: &mut ProcessPlan, driver: &DriverConfig) -> Result<Vec<String>> {
-    for (what, id, denied) in std::iter::once(("uid", p.uid, &driver.denied_host_uids))
-        .chain(std::iter::once(("gid", p.gid, &driver.denied_host_gids)))
-        .chain(
-            p.additional_gids
-                .iter()
-                .map(|g| ("gid", *g, &driver.denied_host_gids)),
-        )
+///
+/// In a user namespace the denied ids are the host's: a task's uid 0
+/// mapped onto host uid 100000 is judged as 100000.
+pub fn apply_policy(
+    p: &mut ProcessPlan,
+    driver: &DriverConfig,
+    userns: Option<&UserNsPlan>,
+) -> Result<Vec<String>> {
+    let host_uid = |id: u32| userns.map_or(Some(id), |u| u.host_uid(id));
+    let host_gid = |id: u32| userns.map_or(Some(id), |u| u.host_gid(id));
+    for (what, id, host, denied) in
+        std::iter::once(("uid", p.uid, host_uid(p.uid), &driver.denied_host_uids))
+            .chain(std::iter::once((
+                "gid",
+                p.gid,
+                host_gid(p.gid),
+                &driver.denied_host_gids,
+            )))
+            .chain(
+                p.additional_gids
+                    .iter()
+                    .map(|g| ("gid", *g, host_gid(*g), &driver.denied_host_gids)),
+            )
     {
-        if denied.contains(id) {
+        let Some(host) = host else {
             return Err(Error::Policy(format!(
-                "running as {what} {id} is disallowed"
+                "{what} {id} is not mapped in the task's user namespace"
+            )));
+        };
+        if denied.contains(host) {
+            let mapped = if host != id {
+                format!(" (host {what} {host} in the task's user namespace)")
+            } else {
+                String::new()
+            };
+            return Err(Error::Policy(format!(
+                "running as {what} {id}{mapped} is disallowed"
             )));
         }
     }
@@ -245,6 +270,29 @@ pub fn apply_policy(p: &mut ProcessPlan, driver: &DriverConfig) -> Result<Vec<St
         ));
     }
     Ok(warnings)
+}
+
+/// A chroot_env in a user namespace is mounted idmapped: the host's root
+/// files appear as the task's root's, read-only. Only the mount's flags
+/// keep the task from writing them, so the task must not hold
+/// CAP_SYS_ADMIN, which could remount them writable; overlay mode has
+/// no idmapped layers here.
+pub fn check_userns_chroot(c: &ChrootPlan, p: &ProcessPlan) -> Result<()> {
+    if c.mode == ChrootMode::Overlay {
+        return Err(Error::invalid(
+            "annotations",
+            "chroot_mode \"overlay\" cannot be used in a user namespace: use \"bind\" (idmapped, read-only) or \"link\"",
+        ));
+    }
+    if p.capabilities
+        .bounding
+        .contains(&caps::Capability::CAP_SYS_ADMIN)
+    {
+        return Err(Error::Policy(
+            "a task in a user namespace cannot have CAP_SYS_ADMIN with the chroot_env: it could remount the host's directories (idmapped to its root) writable; drop sys_admin, or use image semantics".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The exec driver's task environment, added where the task does not set

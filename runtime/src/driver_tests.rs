@@ -216,6 +216,70 @@ fn denied_uids_and_gids() {
 }
 
 #[test]
+fn denied_ids_are_judged_on_host_ids_in_a_user_namespace() {
+    let userns = |v: &mut Value| {
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    };
+    // Root in the task is host uid 100000: allowed where uid 0 is denied.
+    plan_with("denied_host_uids = \"0\"", userns).unwrap();
+    let e = err_with("denied_host_uids = \"100000-100010\"", userns);
+    assert_eq!(
+        e,
+        "running as uid 0 (host uid 100000 in the task's user namespace) is disallowed"
+    );
+    let e = err_with("denied_host_gids = \"200005\"", |v| {
+        userns(v);
+        v["process"]["user"] = json!({"uid": 1000, "gid": 5});
+    });
+    assert!(e.contains("gid 5 (host gid 200005"), "{e}");
+}
+
+#[test]
+fn the_chroot_env_in_a_user_namespace_refuses_sys_admin_and_overlay() {
+    let userns = |v: &mut Value| {
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    };
+    plan_with("", userns).unwrap();
+    let e = err_with("allow_caps = [\"all\"]", |v| {
+        userns(v);
+        v["process"]["capabilities"]["bounding"] = json!(["CAP_SYS_ADMIN"]);
+    });
+    assert!(
+        e.contains("cannot have CAP_SYS_ADMIN") && e.contains("remount"),
+        "{e}"
+    );
+    // Image semantics: the root is the bundle's, nothing idmapped.
+    plan_with("allow_caps = [\"all\"]", |v| {
+        userns(v);
+        v["process"]["capabilities"]["bounding"] = json!(["CAP_SYS_ADMIN"]);
+        v["annotations"] = json!({ANN_CHROOT_ENV: "none"});
+    })
+    .unwrap();
+    let e = err_with("chroot_mode = \"overlay\"", userns);
+    assert!(
+        e.contains("\"overlay\" cannot be used in a user namespace"),
+        "{e}"
+    );
+    let e = err_with("", |v| {
+        let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+        ns.push(json!({"type": "pid", "path": "/proc/1/ns/pid"}));
+        ns.push(json!({"type": "user", "path": "/proc/1/ns/user"}));
+    });
+    assert!(e.contains("user namespace joined by path"), "{e}");
+}
+
+#[test]
 fn policy_errors_are_policy() {
     let r = plan_with("denied_host_uids = \"0\"", |_| {});
     assert!(matches!(r, Err(Error::Policy(_))));

@@ -52,6 +52,9 @@ pub struct Fingerprint {
     /// How device access is enforced: v1's devices controller, v2's eBPF
     /// device program (checked by loading one), or why it cannot be.
     pub device_control: String,
+    /// Whether the chroot_env can be idmapped for a task in a user
+    /// namespace: "yes", or why not (such a task is then refused).
+    pub idmapped_mounts: String,
 }
 
 impl Fingerprint {
@@ -194,7 +197,23 @@ pub fn evaluate(
             _ => "none".to_string(),
         },
         required_missing,
+        idmapped_mounts: "not checked".to_string(),
     }
+}
+
+/// Folds in whether an idmapped mount of the chroot_env's directories was
+/// made (`Err`: the first that failed, and why). Pure.
+pub fn with_idmap(
+    mut f: Fingerprint,
+    made: std::result::Result<(), (String, String)>,
+) -> Fingerprint {
+    f.idmapped_mounts = match made {
+        Ok(()) => "yes".to_string(),
+        Err((path, why)) => format!(
+            "no ({path}: {why}): tasks in a user namespace need image semantics (io.isoexec.chroot_env=none)"
+        ),
+    };
+    f
 }
 
 /// Folds in whether this kernel loads a cgroup v2 device program: without
@@ -223,7 +242,23 @@ pub fn with_device_program(
 /// Reads this host's facts, and on v2 loads a device program to check the
 /// kernel takes one (`isoexec fingerprint`, isoexecd's Fingerprint).
 pub fn gather() -> Fingerprint {
-    let f = gather_controllers();
+    gather_with(&crate::config::DriverConfig::default())
+}
+
+/// [`gather`], with the idmapped mounts checked on `driver`'s chroot_env.
+pub fn gather_with(driver: &crate::config::DriverConfig) -> Fingerprint {
+    let mut f = gather_controllers();
+    if f.root {
+        let made = driver
+            .chroot_env
+            .iter()
+            .map(|(host, _)| host)
+            .filter(|h| std::fs::symlink_metadata(h).is_ok_and(|m| m.is_dir()))
+            .try_for_each(|h| {
+                crate::sys::userns::idmap_supported(h).map_err(|e| (h.display().to_string(), e))
+            });
+        f = with_idmap(f, made);
+    }
     if f.cgroup_version == 2 && f.root {
         let rules = crate::plan::device_rules(&[], &[]).unwrap_or_default();
         let code = crate::device_filter::program_bytes(&rules);

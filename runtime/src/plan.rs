@@ -40,6 +40,67 @@ pub struct Plan {
     /// The init gets a session keyring of its own (runc's default; off with
     /// `--no-new-keyring`): keys of whoever started the runtime stay theirs.
     pub new_session_keyring: bool,
+    /// The new user namespace's mappings; `None` when the task has none
+    /// of its own (host ids, or a user namespace joined by path).
+    pub userns: Option<UserNsPlan>,
+}
+
+/// One line of a uid_map or gid_map: `size` ids from `container` up are
+/// the host's ids from `host` up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMap {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
+}
+
+/// A user namespace the runtime creates, and how its ids map to the host's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserNsPlan {
+    pub uid_map: Vec<IdMap>,
+    pub gid_map: Vec<IdMap>,
+    /// The driver pool's slot (`userns = "auto"`), freed at delete.
+    #[serde(default)]
+    pub pool_slot: Option<u32>,
+}
+
+impl UserNsPlan {
+    /// The mappings of slot `slot` of the driver's pool: the task's ids
+    /// 0..size are the slot's host ids.
+    pub fn from_pool(pool: &crate::config::UserNsPool, slot: u32) -> UserNsPlan {
+        let map = vec![IdMap {
+            container: 0,
+            host: pool.base(slot),
+            size: pool.size,
+        }];
+        UserNsPlan {
+            uid_map: map.clone(),
+            gid_map: map,
+            pool_slot: Some(slot),
+        }
+    }
+
+    pub fn host_uid(&self, id: u32) -> Option<u32> {
+        to_host(&self.uid_map, id)
+    }
+
+    pub fn host_gid(&self, id: u32) -> Option<u32> {
+        to_host(&self.gid_map, id)
+    }
+
+    /// A map as /proc/PID/uid_map takes it: one `inside host size` per line.
+    pub fn map_text(map: &[IdMap]) -> String {
+        map.iter()
+            .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+            .collect()
+    }
+}
+
+fn to_host(map: &[IdMap], id: u32) -> Option<u32> {
+    map.iter().find_map(|m| {
+        let off = id.checked_sub(m.container)?;
+        (off < m.size).then(|| m.host + off)
+    })
 }
 
 /// The container's root filesystem.
@@ -387,6 +448,9 @@ pub struct PlanOptions {
     /// The state root: sandboxes' shared directories and overlay layers
     /// live below it.
     pub state_root: PathBuf,
+    /// The slot of the driver's user namespace pool allocated for this
+    /// task (`userns = "auto"`): used when the spec has no user namespace.
+    pub userns_slot: Option<u32>,
 }
 
 impl Default for PlanOptions {
@@ -397,6 +461,7 @@ impl Default for PlanOptions {
             systemd_cgroup: false,
             driver: crate::config::DriverConfig::default(),
             state_root: PathBuf::from("/run/isoexec"),
+            userns_slot: None,
         }
     }
 }
@@ -466,6 +531,7 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
     let mut namespaces = namespace_plan(spec)?;
     crate::driver::apply_ns_modes(&mut namespaces, &annotations)?;
     let linux = spec.linux().as_ref();
+    let userns = userns_plan(spec, &mut namespaces, opts)?;
 
     // As runc: a uts namespace of the container's own, new or joined
     // (the hostname is then set in the joined one); never the host's.
@@ -571,8 +637,21 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         .as_ref()
         .ok_or_else(|| Error::invalid("process", "missing: the spec must say what to run"))?;
     let mut process = process_plan(process, "process")?;
-    let warnings = crate::driver::apply_policy(&mut process, &opts.driver)?;
+    if let Some(u) = &userns {
+        check_mapped(&process, u, "process.user")?;
+    }
+    let warnings = crate::driver::apply_policy(&mut process, &opts.driver, userns.as_ref())?;
     let chroot = crate::driver::chroot_plan(id, &annotations, &opts.driver, &opts.state_root)?;
+    if let Some(c) = &chroot {
+        if userns.is_some() {
+            crate::driver::check_userns_chroot(c, &process)?;
+        } else if namespaces.has(NsKind::User) {
+            return Err(Error::invalid(
+                "linux.namespaces",
+                "the exec driver's chroot_env cannot be given a user namespace joined by path (its mappings are not known to the runtime): create one with linux.uidMappings, or use image semantics (io.isoexec.chroot_env=none)",
+            ));
+        }
+    }
     if chroot.is_some() {
         crate::driver::add_task_env(&mut process, linux.and_then(|l| l.resources().as_ref()));
     }
@@ -604,7 +683,171 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
         hooks,
         warnings,
         new_session_keyring: !opts.no_new_keyring,
+        userns,
     })
+}
+
+/// The user namespace: the spec's mappings for a new one (checked as the
+/// kernel would, so the error names the field), none for one joined by
+/// path, or the driver pool's slot when the spec has no user namespace
+/// and the driver gives every task one (`userns = "auto"`).
+fn userns_plan(
+    spec: &Spec,
+    ns: &mut NamespacePlan,
+    opts: &PlanOptions,
+) -> Result<Option<UserNsPlan>> {
+    let linux = spec.linux().as_ref();
+    let uid_map = to_id_maps(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid_map = to_id_maps(linux.and_then(|l| l.gid_mappings().as_ref()));
+    let given = !uid_map.is_empty() || !gid_map.is_empty();
+    if ns.join.iter().any(|(k, _)| *k == NsKind::User) {
+        if given {
+            return Err(Error::invalid(
+                "linux.uidMappings",
+                "given with a user namespace joined by path, which has its mappings already: leave them out, or create the namespace (no path)",
+            ));
+        }
+        // A pid namespace made by the runtime's fork belongs to the
+        // runtime's user namespace: the task could not mount its /proc.
+        if ns.creates(NsKind::Pid) {
+            return Err(Error::invalid(
+                "linux.namespaces",
+                "a new pid namespace with a user namespace joined by path is not supported: join the pid namespace too (a path), or create the user namespace",
+            ));
+        }
+        return Ok(None);
+    }
+    if !ns.creates(NsKind::User) {
+        if given {
+            return Err(Error::invalid(
+                "linux.uidMappings",
+                "mappings need a new user namespace: add {\"type\": \"user\"} to linux.namespaces",
+            ));
+        }
+        let (Some(pool), Some(slot)) = (&opts.driver.userns, opts.userns_slot) else {
+            return Ok(None);
+        };
+        ns.new.push(NsKind::User);
+        ns.new.sort();
+        check_joinable_with_new_userns(ns)?;
+        return Ok(Some(UserNsPlan::from_pool(pool, slot)));
+    }
+    for (field, map) in [
+        ("linux.uidMappings", &uid_map),
+        ("linux.gidMappings", &gid_map),
+    ] {
+        check_id_map(field, map)?;
+        // The init sets the container up as the namespace's root.
+        if to_host(map, 0).is_none() {
+            return Err(Error::invalid(
+                field,
+                "must map containerID 0: isoexec sets the container up as the user namespace's root",
+            ));
+        }
+    }
+    check_joinable_with_new_userns(ns)?;
+    Ok(Some(UserNsPlan {
+        uid_map,
+        gid_map,
+        pool_slot: None,
+    }))
+}
+
+fn to_id_maps(m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>) -> Vec<IdMap> {
+    m.into_iter()
+        .flatten()
+        .map(|m| IdMap {
+            container: m.container_id(),
+            host: m.host_id(),
+            size: m.size(),
+        })
+        .collect()
+}
+
+/// A map the kernel takes: at least one line and at most 340, no empty
+/// line, none past the last id, no two lines overlapping on either side.
+fn check_id_map(field: &str, map: &[IdMap]) -> Result<()> {
+    if map.is_empty() {
+        return Err(Error::invalid(
+            field,
+            "missing: a new user namespace needs uid and gid mappings ({\"containerID\": 0, \"hostID\": 100000, \"size\": 65536})",
+        ));
+    }
+    if map.len() > 340 {
+        return Err(Error::invalid(
+            field,
+            format!("{} lines: the kernel takes at most 340", map.len()),
+        ));
+    }
+    let end = |start: u32, size: u32| u64::from(start) + u64::from(size);
+    for (i, m) in map.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        if m.size == 0 {
+            return Err(Error::invalid(f, "size is 0: map at least one id"));
+        }
+        if end(m.container, m.size) > u64::from(u32::MAX)
+            || end(m.host, m.size) > u64::from(u32::MAX)
+        {
+            return Err(Error::invalid(
+                f,
+                format!(
+                    "{} ids from containerID {} or hostID {} run past the last id (4294967294)",
+                    m.size, m.container, m.host
+                ),
+            ));
+        }
+        for (j, o) in map[..i].iter().enumerate() {
+            let inter =
+                |a: u32, b: u32| u64::from(a) < end(b, o.size) && u64::from(b) < end(a, m.size);
+            if inter(m.container, o.container) {
+                return Err(Error::invalid(
+                    f,
+                    format!("its containerIDs overlap those of {field}[{j}]"),
+                ));
+            }
+            if inter(m.host, o.host) {
+                return Err(Error::invalid(
+                    f,
+                    format!("its hostIDs overlap those of {field}[{j}]"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With a new user namespace, the namespaces joined by path are entered by
+/// the runtime before its fork (they belong to the host's user namespace,
+/// where the task has no capability); a mount namespace cannot be: the
+/// task could not build its root in it.
+fn check_joinable_with_new_userns(ns: &NamespacePlan) -> Result<()> {
+    if ns.join.iter().any(|(k, _)| *k == NsKind::Mount) {
+        return Err(Error::invalid(
+            "linux.namespaces",
+            "a mount namespace joined by path cannot hold a root built in a new user namespace: create the mount namespace (no path)",
+        ));
+    }
+    Ok(())
+}
+
+/// The process's ids must exist in the user namespace, or the kernel
+/// refuses them at the last step (setresuid: EINVAL).
+pub fn check_mapped(p: &ProcessPlan, u: &UserNsPlan, field: &str) -> Result<()> {
+    if u.host_uid(p.uid).is_none() {
+        return Err(Error::invalid(
+            format!("{field}.uid"),
+            format!("{} is not mapped by linux.uidMappings", p.uid),
+        ));
+    }
+    for g in std::iter::once(&p.gid).chain(&p.additional_gids) {
+        if u.host_gid(*g).is_none() {
+            return Err(Error::invalid(
+                format!("{field}.gid"),
+                format!("{g} is not mapped by linux.gidMappings"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Container ids are used as directory names: keep them to what runc allows.
@@ -674,12 +917,6 @@ fn namespace_plan(spec: &Spec) -> Result<NamespacePlan> {
             ));
         }
         seen.push(kind);
-        if kind == NsKind::User {
-            return Err(Error::invalid(
-                format!("linux.namespaces[{i}]"),
-                "user namespaces are not supported by isoexec (tasks run with host ids, as the exec driver's do)",
-            ));
-        }
         match ns.path() {
             Some(p) if !p.as_os_str().is_empty() => {
                 if !p.is_absolute() {

@@ -177,18 +177,193 @@ fn mount_namespace_is_required() {
     assert!(e.contains("linux.namespaces") && e.contains("mount"), "{e}");
 }
 
+/// A spec with a new user namespace mapping 0..65536 to 100000.. (and
+/// whatever `patch` changes after).
+fn userns_spec(v: &mut Value) {
+    v["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+}
+
 #[test]
-fn user_namespace_is_refused() {
-    let e = err_of(|v| {
-        v["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-    });
-    assert!(
-        e.contains("linux.namespaces[6]") && e.contains("user namespaces"),
-        "{e}"
+fn user_namespace_with_mappings() {
+    let p = plan_of(userns_spec).unwrap();
+    assert!(p.namespaces.creates(NsKind::User));
+    let u = p.userns.unwrap();
+    assert_eq!(u.host_uid(0), Some(100000));
+    assert_eq!(u.host_uid(65535), Some(165535));
+    assert_eq!(u.host_uid(65536), None);
+    assert_eq!(UserNsPlan::map_text(&u.uid_map), "0 100000 65536\n");
+    assert_eq!(u.pool_slot, None);
+    // Two lines, as the kernel takes them.
+    let p = plan_of(|v| {
+        userns_spec(v);
+        v["linux"]["uidMappings"] = json!([
+            {"containerID": 0, "hostID": 100000, "size": 1000},
+            {"containerID": 1000, "hostID": 5000, "size": 10}
+        ]);
+        v["process"]["user"] = json!({"uid": 1005, "gid": 0});
+    })
+    .unwrap();
+    let u = p.userns.unwrap();
+    assert_eq!(u.host_uid(1005), Some(5005));
+    assert_eq!(
+        UserNsPlan::map_text(&u.uid_map),
+        "0 100000 1000\n1000 5000 10\n"
     );
+}
+
+#[test]
+fn user_namespace_mistakes_are_named() {
+    type Patch = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(Patch, &str)> = vec![
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                v["linux"]["uidMappings"] = json!([]);
+            }),
+            "invalid linux.uidMappings in config.json: missing",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1, "size": 1}]);
+            }),
+            "mappings need a new user namespace",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1, "size": 0}]);
+            }),
+            "linux.gidMappings[0] in config.json: size is 0",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                v["linux"]["uidMappings"] = json!([
+                    {"containerID": 0, "hostID": 100000, "size": 100},
+                    {"containerID": 50, "hostID": 300000, "size": 100}
+                ]);
+            }),
+            "linux.uidMappings[1] in config.json: its containerIDs overlap those of linux.uidMappings[0]",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                v["linux"]["uidMappings"] = json!([
+                    {"containerID": 0, "hostID": 100000, "size": 100},
+                    {"containerID": 100, "hostID": 100099, "size": 100}
+                ]);
+            }),
+            "its hostIDs overlap",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                v["linux"]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 4294967000u64, "size": 1000}]);
+            }),
+            "run past the last id",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                v["linux"]["uidMappings"] = json!([{"containerID": 1, "hostID": 100000, "size": 10}]);
+                v["process"]["user"] = json!({"uid": 1, "gid": 0});
+            }),
+            "must map containerID 0",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                v["process"]["user"] = json!({"uid": 70000, "gid": 0});
+            }),
+            "process.user.uid in config.json: 70000 is not mapped by linux.uidMappings",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                v["process"]["user"] = json!({"uid": 0, "gid": 0, "additionalGids": [99999]});
+            }),
+            "process.user.gid in config.json: 99999 is not mapped by linux.gidMappings",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                userns_spec(v);
+                let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.retain(|n| n["type"] != "mount");
+                ns.push(json!({"type": "mount", "path": "/proc/1/ns/mnt"}));
+            }),
+            "a mount namespace joined by path cannot hold a root built in a new user namespace",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                v["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "user", "path": "/proc/1/ns/user"}));
+                v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1, "size": 1}]);
+            }),
+            "given with a user namespace joined by path",
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                v["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "user", "path": "/proc/1/ns/user"}));
+            }),
+            "a new pid namespace with a user namespace joined by path",
+        ),
+    ];
+    for (patch, want) in cases {
+        let e = err_of(patch);
+        assert!(e.contains(want), "want {want:?} in: {e}");
+    }
+}
+
+#[test]
+fn a_joined_user_namespace_with_its_pid_namespace_plans() {
+    let p = plan_of(|v| {
+        let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+        ns.push(json!({"type": "pid", "path": "/proc/1/ns/pid"}));
+        ns.push(json!({"type": "user", "path": "/proc/1/ns/user"}));
+        v["annotations"] = json!({"io.isoexec.chroot_env": "none"});
+    })
+    .unwrap();
+    assert_eq!(p.userns, None);
+    assert_eq!(p.namespaces.join[0].0, NsKind::User, "joined first");
+}
+
+#[test]
+fn the_driver_pool_gives_a_user_namespace_unless_the_spec_has_one() {
+    let pool = crate::config::UserNsPool {
+        first: 1_000_000,
+        size: 65536,
+        slots: 10,
+    };
+    let mut opts = PlanOptions {
+        userns_slot: Some(3),
+        ..PlanOptions::default()
+    };
+    opts.driver.userns = Some(pool);
+    let p = plan("c1", Path::new(BUNDLE), &spec_with(|_| {}), &opts).unwrap();
+    assert!(p.namespaces.creates(NsKind::User));
+    let u = p.userns.unwrap();
+    assert_eq!(u.host_uid(0), Some(1_000_000 + 3 * 65536));
+    assert_eq!(u.host_gid(7), Some(1_000_000 + 3 * 65536 + 7));
+    assert_eq!(u.pool_slot, Some(3));
+    // The spec's own namespace wins.
+    let p = plan("c1", Path::new(BUNDLE), &spec_with(userns_spec), &opts).unwrap();
+    assert_eq!(p.userns.unwrap().host_uid(0), Some(100000));
+    // No slot, no namespace (host ids).
+    opts.userns_slot = None;
+    let p = plan("c1", Path::new(BUNDLE), &spec_with(|_| {}), &opts).unwrap();
+    assert!(!p.namespaces.has(NsKind::User));
 }
 
 #[test]

@@ -508,7 +508,7 @@ fn run(cli: &Cli) -> Result<u8> {
             Ok(0)
         }
         Verb::Fingerprint { format } => {
-            let f = runtime::fingerprint::gather();
+            let f = runtime::fingerprint::gather_with(&DriverConfig::load(cli.config.as_deref())?);
             match format {
                 Format::Json => {
                     let mut v = serde_json::to_value(&f).unwrap_or_default();
@@ -627,6 +627,7 @@ fn print_fingerprint(f: &runtime::fingerprint::Fingerprint) {
         ),
         ("cgroup version".to_string(), f.cgroup_version.to_string()),
         ("device control".to_string(), f.device_control.clone()),
+        ("idmapped mounts".to_string(), f.idmapped_mounts.clone()),
         (
             "controllers present".to_string(),
             list(&f.controllers_present),

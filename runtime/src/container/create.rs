@@ -51,6 +51,36 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .ctx(|| format!("bundle path {}", opts.bundle.display()))?;
     crate::debug::phase("create: loading config.json");
     let spec = bundle::load(&bundle)?;
+    // userns = "auto": a range of host ids for a task whose spec has no
+    // user namespace of its own; given back if the create fails.
+    let has_userns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+        });
+    let mut slot = None;
+    if let (Some(pool), false) = (&opts.driver.userns, has_userns) {
+        super::private_dir_all(&opts.root)
+            .ctx(|| format!("creating state root {}", opts.root.display()))?;
+        let annotations: std::collections::BTreeMap<String, String> = spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let sandbox = crate::driver::sandbox_of(&annotations)?;
+        let holder = super::userns::holder(&opts.id, sandbox.as_deref());
+        slot = Some(SlotClaim {
+            root: opts.root.clone(),
+            id: opts.id.clone(),
+            slot: super::userns::claim(&opts.root, pool, &holder)?,
+            holder,
+            keep: false,
+        });
+    }
     let plan = plan::plan(
         &opts.id,
         &bundle,
@@ -61,6 +91,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             systemd_cgroup: opts.systemd_cgroup,
             driver: opts.driver.clone(),
             state_root: opts.root.clone(),
+            userns_slot: slot.as_ref().map(|s| s.slot),
         },
     )?;
     let mut plan = plan;
@@ -129,6 +160,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         chroot: None,
         sandbox: sandbox.clone(),
         hooks: plan.hooks.clone(),
+        userns: plan.userns.clone(),
     };
     let save = |state: &State| {
         let json = serde_json::to_vec(state).map_err(|e| Error::Init(e.to_string()))?;
@@ -152,7 +184,15 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 .iter()
                 .map(|m| m.destination.as_path())
                 .collect();
-            let p = sys::chroot::prepare(chroot, &plan.root.path, &opts.root, &spec_mounts)?;
+            // In a new user namespace the task's writable directories are
+            // owned by its ids on the host, as the namespace maps them.
+            let owner = plan.userns.as_ref().map(|u| {
+                (
+                    u.host_uid(plan.process.uid).unwrap_or(plan.process.uid),
+                    u.host_gid(plan.process.gid).unwrap_or(plan.process.gid),
+                )
+            });
+            let p = sys::chroot::prepare(chroot, &plan.root.path, &opts.root, &spec_mounts, owner)?;
             undo.chroot = Some((plan.root.path.clone(), p.clone()));
             Some(p)
         }
@@ -172,6 +212,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             .map_err(|e| Error::InvalidArgument(format!("--pid-file {}: {e}", p.display())))?;
     }
     undo.disarm();
+    if let Some(s) = slot.as_mut() {
+        s.keep = true;
+    }
     Ok(Created {
         container: Container::new(dir, state),
         init,
@@ -222,13 +265,6 @@ fn spawn(
             _ => None,
         };
 
-    // Joining a pid namespace applies to children, so it happens here.
-    let join_pid = plan
-        .namespaces
-        .join
-        .iter()
-        .find(|(k, _)| *k == NsKind::Pid)
-        .map(|(_, p)| p.clone());
     // Every namespace to join is checked here, where an error is plain: a
     // fifo or a file of the wrong kind is refused before the init exists.
     for (kind, path) in &plan.namespaces.join {
@@ -243,17 +279,30 @@ fn spawn(
             ));
         }
     }
-    let pid_ns = match &join_pid {
-        Some(path) => Some(
-            sys::open_namespace(path, NsKind::Pid)
-                .map_err(|e| Error::invalid("linux.namespaces[pid].path", e))?,
-        ),
-        None => None,
-    };
+    // Joined by the runtime around its fork: a pid namespace (joining one
+    // applies to children); with a new user namespace, every namespace
+    // joined by path, as they belong to the host's user namespace, where
+    // the init has no capability to join them.
+    let userns_new = plan.userns.is_some();
+    let mut around: Vec<(NsKind, std::os::fd::OwnedFd)> = Vec::new();
+    for (kind, path) in &plan.namespaces.join {
+        if *kind == NsKind::Pid || (userns_new && *kind != NsKind::Mount) {
+            let fd = sys::open_namespace(path, *kind).map_err(|e| {
+                Error::invalid(format!("linux.namespaces[{}].path", kind.oci_name()), e)
+            })?;
+            around.push((*kind, fd));
+        }
+    }
+    let joins: Vec<(NsKind, std::os::fd::BorrowedFd)> =
+        around.iter().map(|(k, fd)| (*k, fd.as_fd())).collect();
 
+    // In a user namespace joined by path, the init makes its other
+    // namespaces itself once it is in it (so they belong to it); a time
+    // namespace applies to children, so it comes with the fork.
+    let joined_userns = plan.namespaces.join.iter().any(|(k, _)| *k == NsKind::User);
     let mut flags = nix::sched::CloneFlags::empty();
     for k in &plan.namespaces.new {
-        if *k != NsKind::Cgroup {
+        if *k != NsKind::Cgroup && (!joined_userns || *k == NsKind::Time) {
             flags |= k.clone_flag();
         }
     }
@@ -263,7 +312,7 @@ fn spawn(
     let steps = crate::debug::StepPage::new();
     // SAFETY: the caller is single-threaded (the command line, the shim's
     // current-thread runtime); the child only runs `init_main`.
-    let child = unsafe { sys::clone_fork_in(pid_ns.as_ref().map(|f| f.as_fd()), flags) }
+    let child = unsafe { sys::clone_fork_in(&joins, flags) }
         .ctx(|| "clone of the container init".into())?;
     let Some(child) = child else {
         drop(parent_end);
@@ -288,6 +337,24 @@ fn spawn(
     undo.child = Some(child);
     drop(child_end);
     drop(console);
+    drop(joins);
+    drop(around);
+    if let Some(u) = &plan.userns {
+        crate::debug::phase("create: user namespace mappings");
+        sys::userns::write_maps(child, u)?;
+        let trees = sys::userns::idmapped_trees(child, &idmap_sources(plan, prepared))?;
+        let keys: Vec<&[u8]> = trees
+            .iter()
+            .map(|(k, _)| std::os::unix::ffi::OsStrExt::as_bytes(k.as_os_str()))
+            .collect();
+        let fds: Vec<std::os::fd::RawFd> = trees.iter().map(|(_, t)| t.as_raw_fd()).collect();
+        if parent_end
+            .send_fds(msg::MAPPED, &keys.join(&0u8), &fds)
+            .is_err()
+        {
+            return Err(init_died(undo, steps.as_ref()));
+        }
+    }
 
     // Bounded: an init stuck in its set-up is killed (by the undo) and
     // the create fails, rather than hanging its caller.
@@ -361,6 +428,29 @@ fn spawn(
     r.map(|()| (child, made))
 }
 
+/// What the chroot_env shows through idmapped mounts in a new user
+/// namespace, keyed as `sys::chroot::mount_all` looks them up: bind mode's
+/// host directories, link mode's copies in the task directory.
+fn idmap_sources(plan: &Plan, prepared: Option<&Prepared>) -> Vec<(PathBuf, PathBuf)> {
+    let (Some(chroot), Some(prepared)) = (&plan.chroot, prepared) else {
+        return Vec::new();
+    };
+    prepared
+        .entries
+        .iter()
+        .filter(|e| !e.twin)
+        .filter_map(|e| match chroot.mode {
+            crate::config::ChrootMode::Bind => Some((e.host.clone(), e.host.clone())),
+            crate::config::ChrootMode::Link => {
+                let link =
+                    std::fs::symlink_metadata(&e.target).is_ok_and(|m| m.file_type().is_symlink());
+                (!link).then(|| (e.target.clone(), e.target.clone()))
+            }
+            crate::config::ChrootMode::Overlay => None,
+        })
+        .collect()
+}
+
 /// The error for an init that died before it said why: how it ended (it
 /// is reaped here, so the undo never signals a pid that could be reused),
 /// the step it was at, and whether the kernel killed it for its memory.
@@ -404,6 +494,25 @@ fn init_died(undo: &mut Undo, steps: Option<&crate::debug::StepPage>) -> Error {
     Error::Init(format!(
         "the container init {how} during its set-up{at}{hint}"
     ))
+}
+
+/// A slot of the user namespace pool, given back unless the create
+/// succeeds. (Released after the state directory is gone: the claim of
+/// a task whose directory exists is never taken over.)
+struct SlotClaim {
+    root: PathBuf,
+    id: String,
+    holder: String,
+    slot: u32,
+    keep: bool,
+}
+
+impl Drop for SlotClaim {
+    fn drop(&mut self) {
+        if !self.keep {
+            super::userns::release(&self.root, self.slot, &self.holder, Some(&self.id));
+        }
+    }
 }
 
 /// Rolls back a half-made container when `create` fails.

@@ -42,6 +42,13 @@ pub fn delete(c: &Container, force: bool) -> Result<Vec<String>> {
     if let (Some(sandbox), Some(root)) = (&c.state.sandbox, c.dir.parent()) {
         release_sandbox(root, sandbox);
     }
+    if let (Some(slot), Some(root)) = (
+        c.state.userns.as_ref().and_then(|u| u.pool_slot),
+        c.dir.parent(),
+    ) {
+        let holder = super::userns::holder(c.id(), c.state.sandbox.as_deref());
+        super::userns::release(root, slot, &holder, Some(c.id()));
+    }
     Ok(crate::sys::hooks::run_all_warn(
         &c.state.hooks.poststop,
         &c.hook_state(Status::Stopped),

@@ -108,7 +108,11 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
     // current-thread runtime); the child runs exec_main.
     let child = unsafe {
         sys::clone_fork_in(
-            pid_ns.as_ref().map(|f| f.as_fd()),
+            &pid_ns
+                .as_ref()
+                .map(|f| (NsKind::Pid, f.as_fd()))
+                .into_iter()
+                .collect::<Vec<_>>(),
             nix::sched::CloneFlags::empty(),
         )
     }
@@ -179,7 +183,10 @@ fn process_for(c: &Container, opts: &ExecOptions) -> Result<plan::ProcessPlan> {
             }
         }
     }
-    crate::driver::apply_policy(&mut p, &opts.driver)?;
+    if let Some(u) = &c.state.userns {
+        plan::check_mapped(&p, u, "process.user")?;
+    }
+    crate::driver::apply_policy(&mut p, &opts.driver, c.state.userns.as_ref())?;
     Ok(p)
 }
 

@@ -7,6 +7,7 @@ mod delete;
 mod exec;
 mod kill;
 mod start;
+mod userns;
 
 pub use create::{create, CreateOptions, Created};
 pub use delete::{delete, release_sandbox};
@@ -60,6 +61,10 @@ pub struct State {
     /// The spec's hooks: start runs poststart, delete poststop.
     #[serde(default, skip_serializing_if = "crate::hooks::Hooks::is_empty")]
     pub hooks: crate::hooks::Hooks,
+    /// The user namespace the runtime made for the task: its mappings
+    /// (exec'd processes are judged on host ids) and its pool slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<crate::plan::UserNsPlan>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

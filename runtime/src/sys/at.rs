@@ -31,6 +31,7 @@ impl Root {
     /// Opens `path` (a host path the runtime chose; a symlink in it is
     /// the operator's) as a root.
     pub fn open(path: &Path) -> io::Result<Root> {
+        let path = super::userns::reach(path);
         let c = cstr(path.as_os_str())?;
         // SAFETY: open with a valid path; the result is checked.
         let fd = unsafe {
@@ -196,7 +197,9 @@ pub fn mount_at(
     flags: MsFlags,
     data: Option<&str>,
 ) -> io::Result<()> {
-    nix::mount::mount(Some(source), &fd_path(dest), fstype, flags, data).map_err(io::Error::from)
+    let source = super::userns::reach(source);
+    nix::mount::mount(Some(source.as_ref()), &fd_path(dest), fstype, flags, data)
+        .map_err(io::Error::from)
 }
 
 /// Whether `path` in the root is where `fd` is, reached without any
@@ -446,21 +449,15 @@ const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 /// propagation). Before Linux 5.12 (no mount_setattr) a classic bind and
 /// remount through the descriptors.
 pub fn bind(src: &Path, dest: BorrowedFd, flags: MsFlags, recursive: bool) -> io::Result<OwnedFd> {
-    let c = cstr(src.as_os_str())?;
-    let mut how = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
-    if recursive {
-        how |= AT_RECURSIVE;
-    }
-    // SAFETY: open_tree with a valid path.
-    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), how) };
-    if tree < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOSYS) {
-            return legacy_bind(src, dest, flags, recursive);
+    let src = super::userns::reach(src);
+    let src = src.as_ref();
+    let tree = match open_tree_clone(src, recursive) {
+        Ok(t) => t,
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            return legacy_bind(src, dest, flags, recursive)
         }
-        return Err(e);
-    }
-    let tree = owned(tree as libc::c_int)?;
+        Err(e) => return Err(e),
+    };
     if let Err(e) = set_flags(tree.as_fd(), flags, recursive) {
         if e.raw_os_error() != Some(libc::ENOSYS) {
             return Err(e);
@@ -470,6 +467,48 @@ pub fn bind(src: &Path, dest: BorrowedFd, flags: MsFlags, recursive: bool) -> io
     }
     attach(tree.as_fd(), dest)?;
     Ok(tree)
+}
+
+/// A detached copy of the mount at `src` (open_tree OPEN_TREE_CLONE),
+/// with what is mounted below it when `recursive`.
+pub fn open_tree_clone(src: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let c = cstr(src.as_os_str())?;
+    let mut how = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
+    if recursive {
+        how |= AT_RECURSIVE;
+    }
+    // SAFETY: open_tree with a valid path.
+    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), how) };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    owned(tree as libc::c_int)
+}
+
+/// Sets `attrs` (MOUNT_ATTR_IDMAP among them) on a detached tree and all
+/// below it, through the ids of user namespace `userns`.
+pub fn mount_setattr_idmap(tree: BorrowedFd, attrs: u64, userns: BorrowedFd) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr on a live descriptor with a valid struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Moves a detached mount onto `dest`.

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
 
 use super::at::{self, Root};
@@ -80,11 +80,16 @@ pub struct Skip<'a> {
 /// the layout, the chroot_env targets, and the top-level mount points of
 /// the spec's mounts (`spec_mounts`), so that delete leaves the root as it
 /// found it.
+///
+/// `owner`: the host ids the task's writable directories (`/local`,
+/// `/alloc`) are given here, for a task in a user namespace (which cannot
+/// chown what the host's root made).
 pub fn prepare(
     plan: &ChrootPlan,
     root: &Path,
     state_root: &Path,
     spec_mounts: &[&Path],
+    owner: Option<(u32, u32)>,
 ) -> Result<Prepared> {
     let mut p = Prepared::default();
     // The task directory is the runtime's to make, as the driver's is.
@@ -95,7 +100,7 @@ pub fn prepare(
     let r = Root::open(root)
         .ctx(|| format!("opening the task directory {}", root.display()))
         .and_then(|r| {
-            prepare_into(plan, &r, root, state_root, &mut p)?;
+            prepare_into(plan, &r, root, state_root, owner, &mut p)?;
             for m in spec_mounts {
                 let Some(top) = m.components().nth(1) else {
                     continue;
@@ -126,8 +131,18 @@ fn prepare_into(
     r: &Root,
     root: &Path,
     state_root: &Path,
+    owner: Option<(u32, u32)>,
     p: &mut Prepared,
 ) -> Result<()> {
+    let chown = |fd: std::os::fd::BorrowedFd, what: &str| -> Result<()> {
+        match owner {
+            Some((uid, gid)) => {
+                nix::unistd::chown(&at::fd_path(fd), Some(uid.into()), Some(gid.into()))
+                    .ctx(|| format!("chown {what} to the task's host ids {uid}:{gid}"))
+            }
+            None => Ok(()),
+        }
+    };
     for dir in [TASK_LOCAL, TASK_SECRETS, TASK_ALLOC, TASK_TMP] {
         // Resolved inside the root: an image's `tmp -> /etc` must not lead
         // the chmod below to the host's /etc.
@@ -142,9 +157,23 @@ fn prepare_into(
             fs::set_permissions(at::fd_path(fd.as_fd()), fs::Permissions::from_mode(0o1777))
                 .ctx(|| format!("chmod 1777 {dir}"))?;
         }
+        if dir == TASK_LOCAL {
+            chown(fd.as_fd(), dir)?;
+        }
     }
     fs::create_dir_all(&plan.alloc_host)
         .ctx(|| format!("creating {}", plan.alloc_host.display()))?;
+    if owner.is_some() {
+        let alloc = fs::File::open(&plan.alloc_host)
+            .ctx(|| format!("opening {}", plan.alloc_host.display()))?;
+        chown(alloc.as_fd(), "/alloc")?;
+        if plan.disk_mb.is_some() {
+            // The task's disk is mounted there by an init that can no
+            // longer create it.
+            fs::create_dir_all(&plan.disk_dir)
+                .ctx(|| format!("creating {}", plan.disk_dir.display()))?;
+        }
+    }
 
     let root_canon = at::host_path(r.fd()).unwrap_or_else(|_| root.to_path_buf());
     let hidden_host = expand_hidden(&plan.hide);
@@ -440,6 +469,16 @@ pub fn mount_all(
             continue;
         }
         let what = || format!("chroot_env {} at {}", host.display(), target.display());
+        // In a new user namespace, the runtime's idmapped tree of it.
+        let key = if plan.mode == ChrootMode::Link {
+            target
+        } else {
+            host
+        };
+        if let Some(tree) = super::userns::take_tree(key) {
+            at::attach(tree.as_fd(), inside(target)?.as_fd()).ctx(what)?;
+            continue;
+        }
         match plan.mode {
             ChrootMode::Bind => {
                 at::bind(host, inside(target)?.as_fd(), readonly, true).ctx(what)?;
@@ -501,7 +540,7 @@ pub fn mount_all(
     for dir in [TASK_LOCAL, TASK_TMP] {
         let d = at_dir(dir)?;
         let src = match &disk {
-            Some(disk) => disk.join(dir.trim_start_matches('/')),
+            Some(disk) => at::fd_path(disk.as_fd()).join(dir.trim_start_matches('/')),
             None => at::fd_path(d.as_fd()),
         };
         let m = at::bind(&src, d.as_fd(), MsFlags::empty(), false).ctx(|| format!("bind {dir}"))?;
@@ -526,8 +565,11 @@ pub fn mount_all(
     )
     .ctx(|| "tmpfs at /secrets".into())?;
     owned_by_task.push(secrets);
-    if uid != 0 || gid != 0 {
-        for d in &owned_by_task {
+    // (In a user namespace the host's directories were given the task's
+    // host ids by the runtime; what is already the task's is left alone.)
+    for d in &owned_by_task {
+        let st = at::stat(d.as_fd()).ctx(|| "the task's writable directories".into())?;
+        if (st.st_uid, st.st_gid) != (uid, gid) {
             nix::unistd::chown(&at::fd_path(d.as_fd()), Some(uid.into()), Some(gid.into()))
                 .ctx(|| "chown of the task's writable directories".into())?;
         }
@@ -539,24 +581,28 @@ pub fn mount_all(
 /// own mount namespace: the host sees an empty directory of the state),
 /// with `local` and `tmp` (1777) in it. What the task writes there counts
 /// against its memory cgroup too.
-fn mount_disk(dir: &Path, mb: u64) -> Result<PathBuf> {
-    fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+/// Returns the filesystem's mount.
+fn mount_disk(dir: &Path, mb: u64) -> Result<OwnedFd> {
+    if !super::userns::reach(dir).is_dir() {
+        fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    }
     let opts = format!("size={mb}m,mode=0755");
-    mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
+    let at = Root::open(dir).ctx(|| format!("opening {}", dir.display()))?;
+    let disk = at::mount_fs(
+        Path::new("tmpfs"),
+        at.fd(),
+        "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(opts.as_str()),
     )
     .ctx(|| format!("ephemeral disk ({mb} MiB tmpfs) at {}", dir.display()))?;
     for (sub, mode) in [("local", 0o755), ("tmp", 0o1777)] {
-        let d = dir.join(sub);
-        fs::create_dir(&d).ctx(|| format!("creating {}", d.display()))?;
+        let d = at::fd_path(disk.as_fd()).join(sub);
+        fs::create_dir(&d).ctx(|| format!("creating {sub} in the ephemeral disk"))?;
         fs::set_permissions(&d, fs::Permissions::from_mode(mode))
-            .ctx(|| format!("chmod {}", d.display()))?;
+            .ctx(|| format!("chmod {sub} in the ephemeral disk"))?;
     }
-    Ok(dir.to_path_buf())
+    Ok(disk)
 }
 
 /// Removes what `prepare` created, innermost first. Paths that no longer

@@ -129,9 +129,31 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
         })
         .transpose()?;
 
+    // In a new user namespace, wait for the runtime to write its mappings
+    // (and send the chroot_env's idmapped trees).
+    if plan.userns.is_some() {
+        crate::debug::phase("init: waiting for the user namespace's mappings");
+        let got = args
+            .sync
+            .recv_fds()
+            .ctx(|| "waiting for the user namespace's mappings".into())?;
+        let Some((msg::MAPPED, keys, trees)) = got else {
+            return Err(Error::Init(
+                "the runtime did not map the user namespace".into(),
+            ));
+        };
+        use std::os::unix::ffi::OsStrExt;
+        let keys = keys
+            .split(|b| *b == 0)
+            .filter(|k| !k.is_empty())
+            .map(|k| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(k)));
+        sys::userns::keep_trees(keys.zip(trees).collect());
+    }
     for (kind, path) in &plan.namespaces.join {
-        if *kind == NsKind::Pid {
-            continue; // joined by the runtime before the fork
+        // The pid namespace is joined by the runtime before the fork; with
+        // a new user namespace, all of them.
+        if *kind == NsKind::Pid || plan.userns.is_some() {
+            continue;
         }
         let fd = sys::open_namespace(path, *kind).map_err(Error::Init)?;
         setns(fd.as_fd(), kind.clone_flag()).map_err(|e| {
@@ -142,6 +164,17 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
                 std::io::Error::from(e)
             ))
         })?;
+    }
+    // In a user namespace joined by path, the namespaces the init makes
+    // are made now, inside it (they belong to it).
+    if plan.namespaces.join.iter().any(|(k, _)| *k == NsKind::User) {
+        let mut flags = CloneFlags::empty();
+        for k in &plan.namespaces.new {
+            if !matches!(k, NsKind::Cgroup | NsKind::Time | NsKind::Pid) {
+                flags |= k.clone_flag();
+            }
+        }
+        unshare(flags).ctx(|| "unshare in the joined user namespace".into())?;
     }
     if plan.new_session_keyring {
         process::join_new_session_keyring()?;
@@ -166,6 +199,25 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
 
     crate::debug::phase("init: mounts");
     rootfs::bind_root(plan)?;
+    if plan.namespaces.has(NsKind::User) {
+        // Still the host's uid 0: open what the namespace's root could
+        // not reach, then become it.
+        crate::debug::phase("init: becoming the user namespace's root");
+        let mut ahead: Vec<&Path> = vec![&plan.root.path];
+        ahead.extend(plan.mounts.iter().filter_map(|m| match m.kind {
+            crate::plan::MountKind::Bind { .. } => m.source.as_deref(),
+            _ => None,
+        }));
+        if let Some((chroot, _)) = args.chroot {
+            ahead.push(&chroot.alloc_host);
+            if chroot.disk_mb.is_some() {
+                ahead.push(&chroot.disk_dir);
+            }
+        }
+        sys::userns::open_ahead(&ahead)?;
+        rootfs::top_mount_points(plan, made)?;
+        sys::userns::become_root()?;
+    }
     if let Some((chroot, prepared)) = args.chroot {
         crate::debug::phase("init: chroot_env");
         sys::chroot::mount_all(

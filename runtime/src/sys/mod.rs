@@ -11,6 +11,7 @@ pub mod init;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod userns;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -54,28 +55,47 @@ pub unsafe fn clone_fork(flags: CloneFlags) -> nix::Result<Option<Pid>> {
     }
 }
 
-/// clone_fork in another pid namespace (`pid_ns`, e.g. a running
-/// container's), restoring the caller's afterwards: setns(CLONE_NEWPID)
-/// changes where the caller's *later* children are born, and a long-lived
-/// caller (the shim) must not start its next container's namespace inside
-/// this one's.
+/// clone_fork in other namespaces (`joins`: a running container's pid
+/// namespace; with a new user namespace, every namespace the child joins
+/// by path, which it could not join from inside), restoring the caller's
+/// afterwards: setns(CLONE_NEWPID) changes where the caller's *later*
+/// children are born, and a long-lived caller (the shim) must not start
+/// its next container inside this one's namespaces.
 ///
 /// # Safety
 /// As [`clone_fork`].
 pub unsafe fn clone_fork_in(
-    pid_ns: Option<std::os::fd::BorrowedFd>,
+    joins: &[(crate::plan::NsKind, std::os::fd::BorrowedFd)],
     flags: CloneFlags,
 ) -> std::io::Result<Option<Pid>> {
-    let Some(target) = pid_ns else {
+    use std::os::fd::AsFd;
+    if joins.is_empty() {
         return clone_fork(flags).map_err(Into::into);
+    }
+    // Our own namespaces, to come back to (in reverse order).
+    let mut own: Vec<(CloneFlags, std::fs::File)> = Vec::new();
+    let back = |own: &[(CloneFlags, std::fs::File)]| -> std::io::Result<()> {
+        for (flag, f) in own.iter().rev() {
+            nix::sched::setns(f.as_fd(), *flag)?;
+        }
+        Ok(())
     };
-    let own = std::fs::File::open("/proc/self/ns/pid")?;
-    nix::sched::setns(target, CloneFlags::CLONE_NEWPID)?;
+    for (kind, target) in joins {
+        let mine = std::fs::File::open(format!("/proc/self/ns/{}", kind.proc_name()));
+        let entered = mine.and_then(|mine| {
+            nix::sched::setns(*target, kind.clone_flag())?;
+            own.push((kind.clone_flag(), mine));
+            Ok(())
+        });
+        if let Err(e) = entered {
+            back(&own)?;
+            return Err(e);
+        }
+    }
     let r = clone_fork(flags);
     if !matches!(r, Ok(None)) {
-        // In the parent (or on failure): back to our own namespace.
-        use std::os::fd::AsFd;
-        nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID)?;
+        // In the parent (or on failure): back to our own namespaces.
+        back(&own)?;
     }
     r.map_err(Into::into)
 }
@@ -220,6 +240,10 @@ pub mod msg {
     /// Runtime → init, the answer to HOOKS: the state document the init's
     /// own hooks read.
     pub const HOOKS_DONE: u8 = b'D';
+    /// Runtime → init in a new user namespace: its mappings are written;
+    /// with it, the idmapped trees of the chroot_env (their keys,
+    /// NUL-separated, and the descriptors, in order).
+    pub const MAPPED: u8 = b'U';
 }
 
 /// The error an ERROR or INVALID message carries.
@@ -322,6 +346,57 @@ impl SyncSocket {
 
     pub fn fd(&self) -> RawFd {
         self.0.as_raw_fd()
+    }
+
+    /// A message with descriptors (SCM_RIGHTS; at most 250).
+    pub fn send_fds(&self, tag: u8, body: &[u8], fds: &[RawFd]) -> nix::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let mut buf = Vec::with_capacity(body.len() + 1);
+        buf.push(tag);
+        buf.extend_from_slice(body);
+        let iov = [std::io::IoSlice::new(&buf)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsg: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        loop {
+            match sendmsg::<()>(self.0.as_raw_fd(), &iov, cmsg, MsgFlags::empty(), None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => return r.map(|_| ()),
+            }
+        }
+    }
+
+    /// The next message and the descriptors that came with it.
+    #[allow(clippy::type_complexity)]
+    pub fn recv_fds(&self) -> nix::Result<Option<(u8, Vec<u8>, Vec<OwnedFd>)>> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        let mut buf = vec![0u8; 8192];
+        let mut cmsg = nix::cmsg_space!([RawFd; 250]);
+        let (n, fds) = loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    for c in msg.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(v) = c {
+                            // SAFETY: the kernel just installed them for us.
+                            fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                        }
+                    }
+                    break (msg.bytes, fds);
+                }
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some((buf[0], buf[1..n].to_vec(), fds)))
     }
 }
 

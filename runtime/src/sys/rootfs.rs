@@ -75,6 +75,25 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
     Ok(best)
 }
 
+/// The top-level directories (or files) the spec's mounts stand on,
+/// made while the init is still the host's uid 0: in a user namespace its
+/// root may not write the host's root directory of an image.
+pub fn top_mount_points(plan: &Plan, made: &mut Vec<PathBuf>) -> Result<()> {
+    let root = Root::open(&plan.root.path)
+        .ctx(|| format!("opening the root {}", plan.root.path.display()))?;
+    for m in &plan.mounts {
+        let Some(top) = m.destination.components().nth(1) else {
+            continue;
+        };
+        let top = Path::new("/").join(top);
+        let dir = top != m.destination
+            || !matches!(m.kind, MountKind::Bind { .. })
+            || m.source.as_deref().is_none_or(|s| s.is_dir());
+        mount_point(&root, &top, dir, made)?;
+    }
+    Ok(())
+}
+
 /// The spec's mounts, then the devices in /dev. Every destination is
 /// resolved inside the root to a descriptor and mounted onto it
 /// ([`super::at`]): a task that swaps a directory of a shared volume for a
@@ -299,11 +318,13 @@ fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
                 makedev(d.major, d.minor),
             ) {
                 Ok(()) => {}
-                // Without CAP_MKNOD, bind the host's node (runc does the same).
+                // Without CAP_MKNOD (in a user namespace), bind the host's
+                // node, as runc does: it keeps the host's owner.
                 Err(Errno::EPERM) => {
                     let at = mount_point(root, &d.path, false, &mut Vec::new())?;
                     at::bind(&d.path, at.as_fd(), MsFlags::empty(), false)
                         .ctx(|| format!("bind device {}", d.path.display()))?;
+                    continue;
                 }
                 Err(e) => return Err(Error::sys(format!("mknod {}", d.path.display()), e)),
             }
@@ -334,7 +355,7 @@ fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
 /// Makes the container's root the process's `/`.
 pub fn enter_root(plan: &Plan) -> Result<()> {
     let root = &plan.root.path;
-    chdir(root).ctx(|| format!("chdir {}", root.display()))?;
+    chdir(super::userns::reach(root).as_ref()).ctx(|| format!("chdir {}", root.display()))?;
     if plan.root.pivot {
         // pivot_root(".", ".") stacks the old root under the new one;
         // detaching it leaves only the container's root.
@@ -373,13 +394,21 @@ pub fn finish(plan: &Plan) -> Result<()> {
         .ctx(|| format!("read-only path {}", p.display()))?;
     }
     if plan.root.readonly {
-        mount(
-            NONE,
-            "/",
-            NONE,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            NONE,
-        )
+        // Read-only added to the root's mount, its other flags kept (in a
+        // user namespace they are locked: a remount that dropped them
+        // would be refused).
+        let r = at::set_flags(root.fd(), MsFlags::MS_RDONLY, false);
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => mount(
+                NONE,
+                "/",
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                NONE,
+            )
+            .map_err(std::io::Error::from),
+            r => r,
+        }
         .ctx(|| "remounting / read-only".into())?;
     }
     if let Some(p) = plan.root.propagation {
