@@ -197,6 +197,23 @@ fn main() {
     // the chroot_env rows below measure what driver mode adds.
     spec["annotations"] = serde_json::json!({"io.isoexec.chroot_env": "none"});
     std::fs::write(&cfg, spec.to_string()).unwrap();
+    // The same bundle in a user namespace (0..65535 mapped to 100000..):
+    // what a user namespace costs each runtime. Its mount points exist
+    // (the namespace's root may not create them in a root-owned image).
+    let userns_bundle = work.join("bundle-userns");
+    busybox_bundle(&userns_bundle);
+    for d in ["proc", "dev", "sys"] {
+        std::fs::create_dir_all(userns_bundle.join("rootfs").join(d)).unwrap();
+    }
+    let mut uspec = spec.clone();
+    if let Some(ns) = uspec["linux"]["namespaces"].as_array_mut() {
+        ns.push(serde_json::json!({"type": "user"}));
+    }
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    uspec["linux"]["uidMappings"] = map.clone();
+    uspec["linux"]["gidMappings"] = map;
+    std::fs::write(userns_bundle.join("config.json"), uspec.to_string()).unwrap();
+    let ub = userns_bundle.display().to_string();
 
     let iso = isoexec.display().to_string();
     let runc = runc.display().to_string();
@@ -264,6 +281,24 @@ fn main() {
                 steps: {
                     let (i, r, b) = (runc.clone(), runc_root.clone(), b.clone());
                     Box::new(move |n| csd(&i, &r, &b, format!("csd-{n}")))
+                },
+            },
+        },
+        Scenario {
+            name: "run /bin/true in a user namespace (CLI)",
+            target: 0.25,
+            a: Side {
+                name: "isoexec".into(),
+                steps: {
+                    let (i, r, b) = (iso.clone(), iso_root.clone(), ub.clone());
+                    Box::new(move |n| vec![run_cmd(&i, &r, &b, format!("userns-{n}"))])
+                },
+            },
+            b: Side {
+                name: format!("runc {}", version(&runc)),
+                steps: {
+                    let (i, r, b) = (runc.clone(), runc_root.clone(), ub.clone());
+                    Box::new(move |n| vec![run_cmd(&i, &r, &b, format!("userns-{n}"))])
                 },
             },
         },

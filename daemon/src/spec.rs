@@ -502,6 +502,18 @@ pub fn task_spec(
             json!(cfg.ephemeral_disk_mb.to_string()),
         );
     }
+    match cfg.userns.as_str() {
+        "" => {}
+        m @ ("auto" | "host") => {
+            annotations.insert(runtime::driver::ANN_USERNS.into(), json!(m));
+        }
+        other => {
+            return Err(invalid(
+                "config.userns",
+                format!("{other:?}: use \"auto\" (a user namespace of its own), \"host\" (host ids) or leave it empty (the config's userns)"),
+            ))
+        }
+    }
     spec["annotations"] = Value::Object(annotations);
 
     let namespaces = spec["linux"]["namespaces"]

@@ -279,6 +279,22 @@ fn ephemeral_disk_becomes_the_engines_annotation() {
 }
 
 #[test]
+fn userns_becomes_the_engines_annotation() {
+    let mut c = cfg("/bin/sh");
+    assert!(spec_of(&c)["annotations"]
+        .get("io.isoexec.userns")
+        .is_none());
+    for m in ["auto", "host"] {
+        c.userns = m.into();
+        assert_eq!(spec_of(&c)["annotations"]["io.isoexec.userns"], m);
+    }
+    c.userns = "yes".into();
+    let e = err_of(&c);
+    assert_eq!(e.field, "config.userns");
+    assert!(e.message.contains("\"auto\""), "{}", e.message);
+}
+
+#[test]
 fn tasks_get_dockers_seccomp_profile_unless_they_opt_out() {
     let mut c = cfg("/bin/sh");
     let s = spec_of(&c);

@@ -208,8 +208,11 @@ pub struct DriverConfig {
     /// that cannot pass annotations: Docker, podman).
     pub image_by_default: bool,
     /// `userns = "auto"`: every task without a user namespace of its own
-    /// gets one, mapped onto a range of host ids allocated from this pool.
-    pub userns: Option<UserNsPool>,
+    /// gets one, mapped onto a range of host ids from `userns_pool` (a task
+    /// may ask either way with `io.isoexec.userns`).
+    pub userns_auto: bool,
+    /// `userns_range` and `userns_size`.
+    pub userns_pool: UserNsPool,
     /// The file it came from, if any (for messages).
     pub source: Option<PathBuf>,
 }
@@ -409,33 +412,26 @@ impl DriverConfig {
                     )))
                 }
             },
-            userns: userns_pool(raw.userns, raw.userns_range, raw.userns_size).map_err(err)?,
+            userns_auto: match raw.userns.as_deref() {
+                None | Some("host") => false,
+                Some("auto") => true,
+                Some(other) => {
+                    return Err(err(format!(
+                        "userns must be \"host\" (tasks keep host ids unless their spec maps them) or \"auto\" (a user namespace per task from userns_range), got {other:?}"
+                    )))
+                }
+            },
+            userns_pool: userns_pool(raw.userns_range, raw.userns_size).map_err(err)?,
             source: None,
         })
     }
 }
 
-/// `userns`, `userns_range` and `userns_size` as a pool (`None`: tasks
-/// run with host ids unless their spec asks for a user namespace).
+/// `userns_range` and `userns_size` as a pool.
 fn userns_pool(
-    mode: Option<String>,
     range: Option<String>,
     size: Option<u32>,
-) -> std::result::Result<Option<UserNsPool>, String> {
-    match mode.as_deref() {
-        None | Some("host") => {
-            if range.is_some() || size.is_some() {
-                return Err("userns_range and userns_size apply with userns = \"auto\"".into());
-            }
-            return Ok(None);
-        }
-        Some("auto") => {}
-        Some(other) => {
-            return Err(format!(
-                "userns must be \"host\" (tasks keep host ids unless their spec maps them) or \"auto\" (a user namespace per task from userns_range), got {other:?}"
-            ))
-        }
-    }
+) -> std::result::Result<UserNsPool, String> {
     let size = size.unwrap_or(DEFAULT_USERNS_SIZE);
     if size == 0 {
         return Err("userns_size must be at least 1".into());
@@ -456,7 +452,7 @@ fn userns_pool(
             "userns_range: {text:?} holds fewer than userns_size = {size} ids"
         ));
     }
-    Ok(Some(UserNsPool { first, size, slots }))
+    Ok(UserNsPool { first, size, slots })
 }
 
 /// Mount order: a parent directory before what is mounted inside it.
@@ -485,21 +481,21 @@ mod tests {
 
     #[test]
     fn userns_auto_makes_a_pool_and_bad_ranges_are_named() {
-        assert_eq!(parse("").unwrap().userns, None);
-        assert_eq!(parse("userns = \"host\"").unwrap().userns, None);
-        let p = parse("userns = \"auto\"").unwrap().userns.unwrap();
+        let c = parse("").unwrap();
+        assert!(!c.userns_auto);
+        let p = c.userns_pool;
         assert_eq!((p.first, p.size, p.slots), (1_000_000_000, 65536, 15258));
+        assert!(!parse("userns = \"host\"").unwrap().userns_auto);
+        assert!(parse("userns = \"auto\"").unwrap().userns_auto);
         let p = parse("userns = \"auto\"\nuserns_range = \"100000-165535\"\nuserns_size = 1000")
             .unwrap()
-            .userns
-            .unwrap();
+            .userns_pool;
         assert_eq!(
             (p.first, p.size, p.slots, p.base(2)),
             (100000, 1000, 65, 102000)
         );
         for (text, want) in [
             ("userns = \"yes\"", "userns must be"),
-            ("userns_range = \"1-9\"", "apply with userns = \"auto\""),
             ("userns = \"auto\"\nuserns_range = \"0-65535\"", "host id 0"),
             (
                 "userns = \"auto\"\nuserns_range = \"10-20,30-40\"",

@@ -22,6 +22,22 @@ pub const ANN_IPC_MODE: &str = "io.isoexec.ipc_mode";
 pub const ANN_SANDBOX: &str = "io.isoexec.sandbox";
 pub const ANN_EPHEMERAL_DISK: &str = "io.isoexec.ephemeral_disk_mb";
 pub const ANN_CRI_SANDBOX: &str = "io.kubernetes.cri.sandbox-id";
+pub const ANN_USERNS: &str = "io.isoexec.userns";
+
+/// Whether a task without a user namespace in its spec gets one from the
+/// driver's pool: `io.isoexec.userns` ("auto" or "host"), else the
+/// config's `userns`.
+pub fn userns_auto(annotations: &BTreeMap<String, String>, driver: &DriverConfig) -> Result<bool> {
+    match annotations.get(ANN_USERNS).map(String::as_str) {
+        None | Some("") => Ok(driver.userns_auto),
+        Some("auto") => Ok(true),
+        Some("host") => Ok(false),
+        Some(other) => Err(Error::invalid(
+            format!("annotations[{ANN_USERNS:?}]"),
+            format!("{other:?}: use \"auto\" (a user namespace with a range of host ids from the driver's userns_range) or \"host\" (host ids)"),
+        )),
+    }
+}
 
 /// The task directory's layout, as the exec driver makes it.
 pub const TASK_LOCAL: &str = "/local";

@@ -280,6 +280,31 @@ fn the_chroot_env_in_a_user_namespace_refuses_sys_admin_and_overlay() {
 }
 
 #[test]
+fn userns_auto_from_the_config_or_the_annotation() {
+    let ann = |v: Option<&str>| {
+        v.map(|v| {
+            [(ANN_USERNS.to_string(), v.to_string())]
+                .into_iter()
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let host = driver("");
+    let auto = driver("userns = \"auto\"");
+    assert!(!userns_auto(&ann(None), &host).unwrap());
+    assert!(userns_auto(&ann(None), &auto).unwrap());
+    assert!(userns_auto(&ann(Some("auto")), &host).unwrap());
+    assert!(!userns_auto(&ann(Some("host")), &auto).unwrap());
+    let e = userns_auto(&ann(Some("on")), &host)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("io.isoexec.userns") && e.contains("\"on\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn policy_errors_are_policy() {
     let r = plan_with("denied_host_uids = \"0\"", |_| {});
     assert!(matches!(r, Err(Error::Policy(_))));

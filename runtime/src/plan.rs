@@ -724,13 +724,13 @@ fn userns_plan(
                 "mappings need a new user namespace: add {\"type\": \"user\"} to linux.namespaces",
             ));
         }
-        let (Some(pool), Some(slot)) = (&opts.driver.userns, opts.userns_slot) else {
+        let Some(slot) = opts.userns_slot else {
             return Ok(None);
         };
         ns.new.push(NsKind::User);
         ns.new.sort();
         check_joinable_with_new_userns(ns)?;
-        return Ok(Some(UserNsPlan::from_pool(pool, slot)));
+        return Ok(Some(UserNsPlan::from_pool(&opts.driver.userns_pool, slot)));
     }
     for (field, map) in [
         ("linux.uidMappings", &uid_map),

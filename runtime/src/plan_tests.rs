@@ -341,16 +341,15 @@ fn a_joined_user_namespace_with_its_pid_namespace_plans() {
 
 #[test]
 fn the_driver_pool_gives_a_user_namespace_unless_the_spec_has_one() {
-    let pool = crate::config::UserNsPool {
-        first: 1_000_000,
-        size: 65536,
-        slots: 10,
-    };
     let mut opts = PlanOptions {
         userns_slot: Some(3),
         ..PlanOptions::default()
     };
-    opts.driver.userns = Some(pool);
+    opts.driver.userns_pool = crate::config::UserNsPool {
+        first: 1_000_000,
+        size: 65536,
+        slots: 10,
+    };
     let p = plan("c1", Path::new(BUNDLE), &spec_with(|_| {}), &opts).unwrap();
     assert!(p.namespaces.creates(NsKind::User));
     let u = p.userns.unwrap();

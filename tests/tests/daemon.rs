@@ -1324,6 +1324,64 @@ fn a_created_task_holds_none_of_the_daemons_descriptors() {
 }
 
 #[test]
+fn tasks_of_a_sandbox_share_one_user_namespace_range() {
+    // config.userns = "auto": each task in a user namespace of its own,
+    // the sandbox's tasks on one range of host ids, so /alloc is theirs
+    // alike; its ephemeral disk still enforced.
+    let d = Daemon::start();
+    let rt = rt();
+    let mut c = d.client(&rt);
+    let idmap = Command::new(binary("isoexec"))
+        .args(["fingerprint", "--format", "json"])
+        .output()
+        .unwrap();
+    let idmap: serde_json::Value = serde_json::from_slice(&idmap.stdout).unwrap();
+    rt.block_on(async {
+        let sb = sandbox(&mut c, "un", NetworkMode::Group).await;
+        let mut cfg = config("/bin/sleep", &["100"]);
+        cfg.userns = "auto".into();
+        cfg.ephemeral_disk_mb = 4;
+        if idmap["idmapped_mounts"] != "yes" {
+            // No idmapped mounts of the host's directories here: refused.
+            let e = create(&mut c, "un", "a", cfg).await.expect_err("refused");
+            assert!(e.message().contains("idmapped mount"), "{e}");
+            remove_sandbox(&mut c, "un").await;
+            assert_clean(&d, &[]);
+            return;
+        }
+        let a = run(&mut c, "un", "a", cfg.clone()).await;
+        let b = run(&mut c, "un", "b", cfg).await;
+        let map_a = out(&mut c, &a.id, &["cat", "/proc/self/uid_map"]).await;
+        let map_b = out(&mut c, &b.id, &["cat", "/proc/self/uid_map"]).await;
+        assert_eq!(map_a, map_b);
+        let base: u32 = map_a.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(base >= 1_000_000_000, "{map_a}");
+        let r = out(
+            &mut c,
+            &a.id,
+            &[
+                "sh",
+                "-c",
+                "id -u; echo hi > /alloc/from-a; df -m /local | tail -1 | awk '{print $2}'",
+            ],
+        )
+        .await;
+        assert_eq!(r, "65534\n4");
+        assert_eq!(out(&mut c, &b.id, &["cat", "/alloc/from-a"]).await, "hi");
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(Path::new(&sb.alloc_dir).join("from-a")).unwrap();
+        assert_eq!(
+            m.uid(),
+            base + 65534,
+            "nobody in the task is the range's 65534"
+        );
+        remove_sandbox(&mut c, "un").await;
+        assert_clean(&d, &[a, b]);
+        assert!(!d.state().join("tasks/.userns").exists());
+    });
+}
+
+#[test]
 fn a_tasks_ephemeral_disk_is_enforced() {
     // A task's writable directories are as large as its request says.
     let d = Daemon::start();

@@ -138,3 +138,44 @@ fn podman_hooks_run_on_isoexec() {
     assert_eq!(stdout(&o), "hooked\n", "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "created\nrunning\n");
 }
+
+#[test]
+fn podman_userns_runs_on_isoexec() {
+    // `podman run --uidmap/--gidmap`: podman shifts the image's files to the
+    // host ids (vfs storage) and asks for the user namespace in the spec;
+    // the container's root is host uid 200000, and `--userns=auto` takes a
+    // range of podman's own.
+    let p = Podman::new();
+    let vol = TempDir::new("isoexec-podman-vol");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(vol.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let mount = format!("{}:/vol", vol.path().display());
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--uidmap",
+        "0:200000:65536",
+        "--gidmap",
+        "0:200000:65536",
+        "-v",
+        &mount,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox; touch /vol/from-podman",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536", "0", "0"],
+        "{}",
+        stderr(&o)
+    );
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(vol.path().join("from-podman")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (200000, 200000));
+}

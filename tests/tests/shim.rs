@@ -512,6 +512,50 @@ fn events_in_order() {
 }
 
 #[test]
+fn a_task_asks_for_a_user_namespace_of_its_own_through_ctr() {
+    // `--annotation io.isoexec.userns=auto`: the task's ids are a range of
+    // the pool's (the default userns_range starts at 1000000000), the
+    // chroot_env idmapped where the kernel can. (ctr 1.6 applies --uidmap
+    // to image snapshots only; with --rootfs it drops it.)
+    let ctd = Containerd::start();
+    let o = ctd.run(
+        &["--rm", "--annotation", "io.isoexec.userns=auto"],
+        "mapped",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; id -u; stat -c %u /usr/bin/env",
+        ],
+    );
+    let f: serde_json::Value = serde_json::from_slice(
+        &Command::new(binary("isoexec"))
+            .args(["fingerprint", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    if f["idmapped_mounts"] == "yes" {
+        let out = stdout(&o);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(
+            words,
+            ["0", "1000000000", "65536", "0", "0"],
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(o.status.code(), Some(0));
+    } else {
+        // The host's directories cannot be idmapped here: refused, by name.
+        assert_ne!(o.status.code(), Some(0));
+        assert!(stderr(&o).contains("idmapped mount"), "{}", stderr(&o));
+    }
+    ctd.assert_clean("mapped");
+    // The range went back to the pool with the task.
+    assert!(!ctd.state().join("isoexec/default/.userns").exists());
+}
+
+#[test]
 fn memory_limit_kills_and_reports_oom() {
     let ctd = Containerd::start();
     let mut code = None;

@@ -44,11 +44,46 @@ fn host_volume() -> TempDir {
     d
 }
 
+/// What `isoexec fingerprint` says of idmapped mounts of the default
+/// chroot_env: "yes", or why not.
+fn idmap_of_the_chroot_env(iso: &Isoexec) -> String {
+    let f: Value = serde_json::from_str(&iso.ok(&["fingerprint", "--format", "json"])).unwrap();
+    f["idmapped_mounts"].as_str().unwrap().to_string()
+}
+
+/// Nothing of a task is left in the state root (but the config file).
+fn assert_state_root_empty(iso: &Isoexec) {
+    let left: Vec<_> = std::fs::read_dir(iso.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".config.toml")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn a_tasks_root_is_the_mapped_host_uid_and_not_the_hosts_root() {
     // The exec driver's task: an empty root, the host's binaries through
     // the chroot_env; the task holds CAP_DAC_OVERRIDE and CAP_CHOWN.
     let iso = Isoexec::with_config("allow_caps = [\"all\"]");
+    let idmap = idmap_of_the_chroot_env(&iso);
+    if idmap != "yes" {
+        // This kernel cannot idmap the host's directories (the v2 guest's
+        // are overlayfs on 9p, before Linux 6.3 neither idmaps): the task
+        // is refused, naming the directory, and leaves nothing.
+        assert!(idmap.starts_with("no ("), "{idmap}");
+        let b = Bundle::empty(&["true"], mapped);
+        let (_, err, code) = iso.run_bundle(&b, &[]);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("an idmapped mount of it failed") && err.contains("chroot_env /"),
+            "{err}"
+        );
+        assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
+        assert!(mounts_under(b.path()).is_empty());
+        assert_state_root_empty(&iso);
+        return;
+    }
     let vol = host_volume();
     let caps = json!([
         "CAP_DAC_OVERRIDE",
@@ -108,12 +143,106 @@ fn a_tasks_root_is_the_mapped_host_uid_and_not_the_hosts_root() {
     // The task directory is left as it was found, and nothing else stays.
     assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
     assert!(mounts_under(b.path()).is_empty());
-    let left: Vec<_> = std::fs::read_dir(iso.root.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .filter(|n| n != ".config.toml")
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_state_root_empty(&iso);
+}
+
+/// An ext4 filesystem (which idmaps on every kernel since 5.12) made from
+/// a busybox tree, mounted read-only at `mnt`; unmounted when dropped.
+struct Ext4Tree {
+    mnt: TempDir,
+    _image: TempDir,
+}
+
+impl Ext4Tree {
+    fn busybox() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let image = TempDir::new("isoexec-ext4");
+        let tree = image.path().join("tree");
+        busybox_rootfs(&tree);
+        std::fs::create_dir(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/root-only"), "chroot_env secret\n").unwrap();
+        std::fs::set_permissions(
+            tree.join("etc/root-only"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let img = image.path().join("fs.img");
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&tree)
+            .arg(&img)
+            .arg("16M")
+            .output()
+            .unwrap();
+        assert!(
+            mkfs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&mkfs.stderr)
+        );
+        let mnt = TempDir::new("isoexec-ext4-mnt");
+        let m = std::process::Command::new("mount")
+            .args(["-o", "loop,ro"])
+            .arg(&img)
+            .arg(mnt.path())
+            .output()
+            .unwrap();
+        assert!(
+            m.status.success(),
+            "mount -o loop: {}",
+            String::from_utf8_lossy(&m.stderr)
+        );
+        Ext4Tree { mnt, _image: image }
+    }
+}
+
+impl Drop for Ext4Tree {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.mnt.path())
+            .status();
+    }
+}
+
+#[test]
+fn an_idmapped_chroot_env_shows_host_root_files_as_the_tasks_root_read_only() {
+    // A chroot_env from an ext4 filesystem: idmapped on both hierarchies'
+    // kernels. Its files, the host's root's, are the task root's, and the
+    // task still cannot change them: the mount is read-only and the task
+    // cannot hold CAP_SYS_ADMIN to remount it.
+    let fs = Ext4Tree::busybox();
+    let m = fs.mnt.path().display();
+    let iso = Isoexec::with_config(&format!(
+        "chroot_env = {{ \"{m}/bin\" = \"/bin\", \"{m}/etc\" = \"/etc\" }}"
+    ));
+    let b = Bundle::empty(
+        &sh(
+            "stat -c '%u:%g %a' /bin/busybox /etc/root-only; cat /etc/root-only; \
+             echo x >> /etc/root-only || echo no-write; \
+             mount -o remount,rw /etc 2>/dev/null || echo no-remount; \
+             grep -c ' /bin .*ro[, ]' /proc/self/mountinfo",
+        ),
+        mapped,
+    );
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        [
+            "0:0 755",
+            "0:0 600",
+            "chroot_env secret",
+            "no-write",
+            "no-remount",
+            "1"
+        ],
+        "{err}"
+    );
+    // Seen from the host the files are unchanged and still root's.
+    let meta = std::fs::metadata(fs.mnt.path().join("etc/root-only")).unwrap();
+    assert_eq!((meta.uid(), meta.len()), (0, 18));
+    assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
+    assert_state_root_empty(&iso);
 }
 
 #[test]
@@ -217,6 +346,15 @@ fn userns_auto_gives_each_task_its_own_range_from_the_pool() {
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.split_whitespace().nth(1), Some("365536"));
+    // A task may ask for host ids (io.isoexec.userns = "host").
+    let (out, err, code) = iso.run_bundle(
+        &Bundle::busybox(&["cat", "/proc/self/uid_map"], |c| {
+            c["annotations"]["io.isoexec.userns"] = json!("host");
+        }),
+        &[],
+    );
+    assert_eq!(code, 1, "uid 0 is denied on the host: {out}{err}");
+    assert!(err.contains("running as uid 0 is disallowed"), "{err}");
     for id in [&ids[0], &ids[2]] {
         iso.ok(&["delete", "--force", id]);
     }
@@ -256,12 +394,7 @@ fn user_namespace_mistakes_are_refused_by_name_and_leave_nothing() {
         assert_ne!(code, 0);
         assert!(err.contains(want), "want {want:?}: {err}");
         assert!(b.root_entries().is_empty(), "{:?}", b.root_entries());
-        let left: Vec<_> = std::fs::read_dir(iso.root.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .filter(|n| n != ".config.toml")
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
+        assert_state_root_empty(&iso);
     }
 }
 

@@ -146,6 +146,10 @@ struct CreateArgs {
     /// localhost/PATH (a linux.seccomp JSON file on the host).
     #[arg(long, default_value = "", hide_default_value = true)]
     seccomp: String,
+    /// auto (a user namespace of its own, ids from the config's
+    /// userns_range) or host (host ids); default: the config's userns.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    userns: String,
     /// A JSON file of OCI hooks, as config.json's `hooks` object:
     /// {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "..."]}]}.
     #[arg(long, value_parser = hooks_file)]
@@ -469,6 +473,7 @@ fn create_request(a: &CreateArgs) -> CreateTaskRequest {
             ephemeral_disk_mb: a.disk,
             seccomp_profile: a.seccomp.clone(),
             hooks: a.hooks.clone(),
+            userns: a.userns.clone(),
         }),
     }
 }

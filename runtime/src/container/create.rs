@@ -61,16 +61,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             ns.iter()
                 .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
         });
+    let annotations: std::collections::BTreeMap<String, String> = spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let mut slot = None;
-    if let (Some(pool), false) = (&opts.driver.userns, has_userns) {
+    if !has_userns && crate::driver::userns_auto(&annotations, &opts.driver)? {
+        let pool = &opts.driver.userns_pool;
         super::private_dir_all(&opts.root)
             .ctx(|| format!("creating state root {}", opts.root.display()))?;
-        let annotations: std::collections::BTreeMap<String, String> = spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
         let sandbox = crate::driver::sandbox_of(&annotations)?;
         let holder = super::userns::holder(&opts.id, sandbox.as_deref());
         slot = Some(SlotClaim {
@@ -200,6 +201,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     state.chroot = prepared.clone();
     save(&state)?;
+    if plan.namespaces.has(NsKind::User) && prepared.is_none() {
+        // An image's mount points the task's root could not create.
+        let mut made = Vec::new();
+        sys::rootfs::top_mount_points(&plan, &mut made)?;
+    }
     let (init, made) = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
     if let Some(p) = state.chroot.as_mut() {
         p.add_mount_points(&made);

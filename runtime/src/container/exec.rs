@@ -77,6 +77,11 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
             namespaces.push((kind, fd));
         }
     }
+    // The user namespace last: the container's other namespaces may belong
+    // to the host's user namespace (a pod's network namespace, joined by
+    // path), where a process already in the container's has no capability.
+    // The runtime, still the host's root, joins them first.
+    namespaces.sort_by_key(|(k, _)| *k == NsKind::User);
     let root = open(
         format!("/proc/{init_pid}/root").as_str(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,

@@ -215,7 +215,6 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
             }
         }
         sys::userns::open_ahead(&ahead)?;
-        rootfs::top_mount_points(plan, made)?;
         sys::userns::become_root()?;
     }
     if let Some((chroot, prepared)) = args.chroot {

@@ -75,12 +75,15 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
     Ok(best)
 }
 
-/// The top-level directories (or files) the spec's mounts stand on,
-/// made while the init is still the host's uid 0: in a user namespace its
-/// root may not write the host's root directory of an image.
+/// The top-level directories (or files) the spec's mounts stand on, made
+/// by the runtime for a task in a user namespace, whose root may not write
+/// a root directory the host's root owns; owned by the root directory's
+/// owner (an image shifted to the task's host ids, as podman's `--uidmap`
+/// makes it, gets mount points its root can create in).
 pub fn top_mount_points(plan: &Plan, made: &mut Vec<PathBuf>) -> Result<()> {
     let root = Root::open(&plan.root.path)
         .ctx(|| format!("opening the root {}", plan.root.path.display()))?;
+    let owner = at::stat(root.fd()).ctx(|| plan.root.path.display().to_string())?;
     for m in &plan.mounts {
         let Some(top) = m.destination.components().nth(1) else {
             continue;
@@ -89,7 +92,16 @@ pub fn top_mount_points(plan: &Plan, made: &mut Vec<PathBuf>) -> Result<()> {
         let dir = top != m.destination
             || !matches!(m.kind, MountKind::Bind { .. })
             || m.source.as_deref().is_none_or(|s| s.is_dir());
-        mount_point(&root, &top, dir, made)?;
+        let before = made.len();
+        let fd = mount_point(&root, &top, dir, made)?;
+        if made.len() > before && (owner.st_uid, owner.st_gid) != (0, 0) {
+            nix::unistd::chown(
+                &at::fd_path(fd.as_fd()),
+                Some(Uid::from_raw(owner.st_uid)),
+                Some(Gid::from_raw(owner.st_gid)),
+            )
+            .ctx(|| format!("chown of the mount point {}", top.display()))?;
+        }
     }
     Ok(())
 }
