@@ -26,6 +26,17 @@ command -v keyctl >/dev/null 2>&1 || need+=(keyutils)
 # The tests read the eBPF device programs attached to cgroups (v2).
 command -v bpftool >/dev/null 2>&1 || need+=(bpftool)
 
+# isoexecd's tests run a Python client as its users write one (grpcio's
+# defaults, stubs from proto/ by grpcio-tools, grpcio-reflection): PyPI's.
+pip_need() { python3 -c 'import grpc, grpc_tools, grpc_reflection' >/dev/null 2>&1 && return 1; return 0; }
+if command -v python3 >/dev/null 2>&1 && pip_need; then
+    echo "deps: installing grpcio grpcio-tools grpcio-reflection (pip)" >&2
+    pkgs=(grpcio grpcio-tools grpcio-reflection)
+    python3 -m pip install -q --root-user-action=ignore "${pkgs[@]}" 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages "${pkgs[@]}" ||
+        { echo "deps: pip could not install ${pkgs[*]}" >&2; exit 1; }
+fi
+
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -10,6 +10,7 @@ pub mod api {
         include_bytes!(concat!(env!("OUT_DIR"), "/isoexec_descriptor.bin"));
 }
 
+pub mod authority;
 pub mod client;
 pub mod sandbox;
 pub mod server;

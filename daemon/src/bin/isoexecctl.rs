@@ -12,8 +12,8 @@ type Client = runtime_service_client::RuntimeServiceClient<Channel>;
 #[derive(Parser)]
 #[command(name = "isoexecctl", version = runtime::VERSION, about = "Drive isoexecd: sandboxes, tasks, exec, stats, events")]
 struct Cli {
-    /// isoexecd's socket.
-    #[arg(long, global = true, env = "ISOEXEC_SOCKET", default_value = isoexec_daemon::client::DEFAULT_SOCKET)]
+    /// isoexecd's socket: a path, or unix://PATH.
+    #[arg(long, global = true, env = "ISOEXEC_SOCKET", default_value = isoexec_daemon::client::DEFAULT_SOCKET, value_parser = isoexec_daemon::client::socket_path)]
     socket: PathBuf,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "text")]

@@ -10,8 +10,8 @@ use isoexec_daemon::server::{Daemon, Options};
 #[derive(Parser)]
 #[command(name = "isoexecd", version = runtime::VERSION, about = "isoexec's gRPC API: sandboxes and tasks")]
 struct Args {
-    /// The unix socket to serve on (mode 0600).
-    #[arg(long, default_value = isoexec_daemon::client::DEFAULT_SOCKET)]
+    /// The unix socket to serve on (mode 0600): a path, or unix://PATH.
+    #[arg(long, default_value = isoexec_daemon::client::DEFAULT_SOCKET, value_parser = isoexec_daemon::client::socket_path)]
     listen: PathBuf,
     /// Where sandboxes and tasks are recorded (found again after a restart).
     /// Not under the CLI's root (/run/isoexec), whose entries are containers.
@@ -82,9 +82,14 @@ async fn serve(args: Args) -> Result<(), String> {
     let listener = bind(&args.listen)?;
     // Reflection in both versions generic tools ask for (grpcurl, grpcui,
     // evans): v1, and v1alpha for older ones.
+    // Each lists every service served, the other version's included.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(isoexec_daemon::api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
     };
     let reflection_v1 = reflection()
         .build_v1()
@@ -101,7 +106,18 @@ async fn serve(args: Args) -> Result<(), String> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            // Each connection through the :authority fix-up (standard
+            // clients send their socket's path as the authority).
+            tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                |conn| {
+                    conn.map(|c| {
+                        let (ours, theirs) = tokio::io::duplex(1 << 16);
+                        tokio::spawn(isoexec_daemon::authority::relay(c, theirs));
+                        isoexec_daemon::authority::Relayed(ours)
+                    })
+                },
+            ),
             async {
                 let _ = stop_rx.await;
             },
