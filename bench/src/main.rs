@@ -214,6 +214,40 @@ fn main() {
     uspec["linux"]["gidMappings"] = map;
     std::fs::write(userns_bundle.join("config.json"), uspec.to_string()).unwrap();
     let ub = userns_bundle.display().to_string();
+    // The main job: the exec driver's task, an empty root and the driver's
+    // default chroot_env (no annotation). runc's side does the same work
+    // as it can: the same host directories bound read-only into an empty
+    // root.
+    let task_bundle = work.join("bundle-task");
+    std::fs::create_dir_all(task_bundle.join("rootfs")).unwrap();
+    let mut tspec = spec.clone();
+    tspec["annotations"] = serde_json::json!({});
+    tspec["root"]["readonly"] = serde_json::json!(false);
+    std::fs::write(task_bundle.join("config.json"), tspec.to_string()).unwrap();
+    let runc_task_bundle = work.join("bundle-task-runc");
+    std::fs::create_dir_all(runc_task_bundle.join("rootfs")).unwrap();
+    let mut rspec = tspec.clone();
+    if let Some(m) = rspec["mounts"].as_array_mut() {
+        for dir in runtime::config::DEFAULT_CHROOT_ENV {
+            if Path::new(dir).is_dir() {
+                m.push(serde_json::json!({
+                    "destination": dir, "type": "bind", "source": dir,
+                    "options": ["rbind", "ro", "nosuid", "nodev"]
+                }));
+            }
+        }
+    }
+    std::fs::write(runc_task_bundle.join("config.json"), rspec.to_string()).unwrap();
+    let (tb, rtb) = (
+        task_bundle.display().to_string(),
+        runc_task_bundle.display().to_string(),
+    );
+    // A running container to exec into, one per runtime.
+    let sleep_bundle = work.join("bundle-sleep");
+    busybox_bundle(&sleep_bundle);
+    let mut sspec = spec.clone();
+    sspec["process"]["args"] = serde_json::json!(["/bin/sleep", "100000"]);
+    std::fs::write(sleep_bundle.join("config.json"), sspec.to_string()).unwrap();
 
     let iso = isoexec.display().to_string();
     let runc = runc.display().to_string();
@@ -233,6 +267,12 @@ fn main() {
             b.into(),
             id,
         ]
+    };
+    let exec_cmd = |bin: &str, root: &str| -> Step {
+        [bin, "--root", root, "exec", "exec-target", "/bin/true"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     let csd = |bin: &str, root: &str, b: &str, id: String| -> Vec<Step> {
         let r = |v: &[&str]| -> Step {
@@ -302,6 +342,42 @@ fn main() {
                 },
             },
         },
+        Scenario {
+            name: "run /bin/true, the exec driver's task (empty root, chroot_env)",
+            target: 0.25,
+            a: Side {
+                name: "isoexec".into(),
+                steps: {
+                    let (i, r, b) = (iso.clone(), iso_root.clone(), tb.clone());
+                    Box::new(move |n| vec![run_cmd(&i, &r, &b, format!("task-{n}"))])
+                },
+            },
+            b: Side {
+                name: format!("runc {} (the same directories bound)", version(&runc)),
+                steps: {
+                    let (i, r, b) = (runc.clone(), runc_root.clone(), rtb.clone());
+                    Box::new(move |n| vec![run_cmd(&i, &r, &b, format!("task-{n}"))])
+                },
+            },
+        },
+        Scenario {
+            name: "exec /bin/true into a running container (CLI)",
+            target: 0.25,
+            a: Side {
+                name: "isoexec".into(),
+                steps: {
+                    let (i, r) = (iso.clone(), iso_root.clone());
+                    Box::new(move |_| vec![exec_cmd(&i, &r)])
+                },
+            },
+            b: Side {
+                name: format!("runc {}", version(&runc)),
+                steps: {
+                    let (i, r) = (runc.clone(), runc_root.clone());
+                    Box::new(move |_| vec![exec_cmd(&i, &r)])
+                },
+            },
+        },
         // crun, the C runtime, as the second baseline (issue 13's bar: at
         // most half of crun's time).
         Scenario {
@@ -344,30 +420,58 @@ fn main() {
 
     let wanted = |name: &str| o.only.as_deref().is_none_or(|w| name.contains(w));
     let mut results = Vec::new();
-    for sc in scenarios.iter().filter(|sc| wanted(sc.name)) {
-        eprintln!(
-            "{}: {} warm-up + {} runs each, alternating",
-            sc.name, o.warmup, o.runs
-        );
-        let (mut a, mut bb) = (Vec::new(), Vec::new());
-        for n in 0..o.warmup + o.runs {
-            let ta = run_steps(&(sc.a.steps)(n), o.settle);
-            let tb = run_steps(&(sc.b.steps)(n), o.settle);
-            if n >= o.warmup {
-                a.push(ta);
-                bb.push(tb);
+    let sb = sleep_bundle.display().to_string();
+    let targets = [(&iso, &iso_root), (&runc, &runc_root)];
+    if scenarios
+        .iter()
+        .any(|sc| sc.name.starts_with("exec") && wanted(sc.name))
+    {
+        for (bin, root) in targets {
+            for verb in [
+                vec!["create", "--bundle", &sb, "exec-target"],
+                vec!["start", "exec-target"],
+            ] {
+                let mut step: Step = vec![bin.to_string(), "--root".into(), root.to_string()];
+                step.extend(verb.iter().map(|s| s.to_string()));
+                run_steps(&[step], Duration::ZERO);
             }
         }
-        results.push(Result {
-            name: sc.name.to_string(),
-            a_name: sc.a.name.clone(),
-            b_name: sc.b.name.clone(),
-            a,
-            b: bb,
-            target: Some(sc.target),
-            max_a: None,
-            unit: "ms",
-        });
+    }
+    // Every CLI row both ways: settled (the machine quiet between samples)
+    // and back to back, as a user's loop runs them; neither flatters alone.
+    for sc in scenarios.iter().filter(|sc| wanted(sc.name)) {
+        for (way, settle) in [("settled", o.settle), ("back to back", Duration::ZERO)] {
+            eprintln!(
+                "{}, {way}: {} warm-up + {} runs each, alternating",
+                sc.name, o.warmup, o.runs
+            );
+            let (mut a, mut bb) = (Vec::new(), Vec::new());
+            for n in 0..o.warmup + o.runs {
+                let ta = run_steps(&(sc.a.steps)(n), settle);
+                let tb = run_steps(&(sc.b.steps)(n), settle);
+                if n >= o.warmup {
+                    a.push(ta);
+                    bb.push(tb);
+                }
+            }
+            results.push(Result {
+                name: format!("{}, {way}", sc.name),
+                a_name: sc.a.name.clone(),
+                b_name: sc.b.name.clone(),
+                a,
+                b: bb,
+                target: Some(sc.target),
+                max_a: None,
+                unit: "ms",
+            });
+        }
+    }
+    for (bin, root) in targets {
+        let step: Step = [bin, "--root", root, "delete", "--force", "exec-target"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let _ = Command::new(&step[0]).args(&step[1..]).status();
     }
     if wanted("ctr run --rm /bin/true")
         || wanted("ctr task exec")

@@ -215,16 +215,19 @@ fn denied_uids_and_gids() {
     plan_with(cfg, |v| v["process"]["user"] = json!({"uid": 16, "gid": 9})).unwrap();
 }
 
+/// A new user namespace: uids 0.. are the host's 100000.., gids 0.. the
+/// host's 200000...
+fn userns(v: &mut Value) {
+    v["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+}
+
 #[test]
 fn denied_ids_are_judged_on_host_ids_in_a_user_namespace() {
-    let userns = |v: &mut Value| {
-        v["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
-    };
     // Root in the task is host uid 100000: allowed where uid 0 is denied.
     plan_with("denied_host_uids = \"0\"", userns).unwrap();
     let e = err_with("denied_host_uids = \"100000-100010\"", userns);
@@ -241,14 +244,6 @@ fn denied_ids_are_judged_on_host_ids_in_a_user_namespace() {
 
 #[test]
 fn the_chroot_env_in_a_user_namespace_refuses_sys_admin_and_overlay() {
-    let userns = |v: &mut Value| {
-        v["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    };
     plan_with("", userns).unwrap();
     let e = err_with("allow_caps = [\"all\"]", |v| {
         userns(v);
