@@ -555,6 +555,109 @@ fn a_task_asks_for_a_user_namespace_of_its_own_through_ctr() {
     assert!(!ctd.state().join("isoexec/default/.userns").exists());
 }
 
+/// An OCI image archive of a busybox root, made as an image builder
+/// writes one (layout, index, manifest, config, one layer), for
+/// `ctr images import`.
+fn busybox_oci_archive(dir: &Path) -> PathBuf {
+    let layer = busybox_image_tar(dir);
+    let blobs = dir.join("oci/blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let tmp = dir.join("blob");
+        std::fs::write(&tmp, bytes).unwrap();
+        let sum = Command::new("sha256sum").arg(&tmp).output().unwrap();
+        let hex = stdout(&sum).split_whitespace().next().unwrap().to_string();
+        std::fs::rename(&tmp, blobs.join(&hex)).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let (layer_digest, layer_size) = put(&std::fs::read(&layer).unwrap());
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    });
+    let (config_digest, config_size) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(dir.join("oci/index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        dir.join("oci/oci-layout"),
+        r#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = dir.join("busybox.oci.tar");
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(dir.join("oci"))
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    archive
+}
+
+#[test]
+fn ctr_run_uidmap_of_an_image_runs_in_a_user_namespace() {
+    // `ctr run --uidmap/--gidmap IMAGE`: ctr shifts a copy of the image's
+    // snapshot to the host ids and asks for the user namespace in the
+    // spec; with image semantics the task's root owns its files.
+    let ctd = Containerd::start();
+    let archive = busybox_oci_archive(ctd.dir.path());
+    ctd.ok(&[
+        "images",
+        "import",
+        "--base-name",
+        "localhost/busybox",
+        archive.to_str().unwrap(),
+    ]);
+    let fifos = ctd.dir.path().join("fifo").display().to_string();
+    let o = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--fifo-dir",
+        &fifos,
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:100000:65536",
+        "--annotation",
+        "io.isoexec.chroot_env=none",
+        "localhost/busybox:latest",
+        "mapped-image",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox; touch /tmp/mine && echo wrote",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536", "0", "0", "wrote"],
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(eventually(10, || ctd.shims().is_empty()), "shims left");
+    let state = ctd.state().join("isoexec/default/mapped-image");
+    assert!(!state.exists(), "{} left", state.display());
+}
+
 #[test]
 fn memory_limit_kills_and_reports_oom() {
     let ctd = Containerd::start();
