@@ -280,11 +280,21 @@ fn limits_cgroups_devices_and_proc_hold_in_a_user_namespace() {
 
 #[test]
 fn exec_joins_the_user_namespace_and_its_ids() {
+    use std::os::unix::fs::PermissionsExt;
     let iso = Isoexec::new();
     let vol = host_volume();
+    // A volume below a directory only the host's root may enter (as
+    // containerd's and the state root's are): the runtime reaches it for
+    // the task, whose root could not.
+    let private = TempDir::new("isoexec-private");
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let inner = private.path().join("vol");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let b = Bundle::busybox(&["sleep", "1000"], |c| {
         mapped(c);
         volume(c, vol.path(), "/vol");
+        volume(c, &inner, "/inner");
     });
     let id = unique("ux");
     let pid = iso.start_detached(&b, &id);
@@ -300,7 +310,17 @@ fn exec_joins_the_user_namespace_and_its_ids() {
         out.split_whitespace().collect::<Vec<_>>(),
         ["0", &HOST_UID.to_string(), "65536"]
     );
-    iso.ok(&["exec", "--user", "1000:1000", &id, "touch", "/vol/by-exec"]);
+    iso.ok(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        &id,
+        "touch",
+        "/vol/by-exec",
+        "/inner/by-exec",
+    ]);
+    let m = std::fs::metadata(inner.join("by-exec")).unwrap();
+    assert_eq!(m.uid(), HOST_UID + 1000);
     let m = std::fs::metadata(vol.path().join("by-exec")).unwrap();
     assert_eq!((m.uid(), m.gid()), (HOST_UID + 1000, HOST_GID + 1000));
     // A user the namespace does not map is refused by name.

@@ -149,7 +149,8 @@ fn mount_one(
     let top = match &m.kind {
         MountKind::Bind { recursive } => {
             let src = m.source.as_deref().unwrap_or(Path::new(""));
-            let meta = fs::metadata(src).ctx(|| format!("bind source {}", src.display()))?;
+            let meta = fs::metadata(super::userns::reach(src).as_ref())
+                .ctx(|| format!("bind source {}", src.display()))?;
             let at = mount_point(root, dest, meta.is_dir(), made)?;
             if m.flags.is_empty() && !later {
                 let mut f = MsFlags::MS_BIND;
