@@ -522,11 +522,7 @@ pub fn plan(id: &str, bundle: &Path, spec: &Spec, opts: &PlanOptions) -> Result<
             bundle.display()
         )));
     }
-    let annotations: BTreeMap<String, String> = spec
-        .annotations()
-        .as_ref()
-        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    let annotations = annotations_of(spec);
     let root = root_plan(bundle, spec, opts)?;
     let mut namespaces = namespace_plan(spec)?;
     crate::driver::apply_ns_modes(&mut namespaces, &annotations)?;
@@ -848,6 +844,14 @@ pub fn check_mapped(p: &ProcessPlan, u: &UserNsPlan, field: &str) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// The spec's annotations, ordered.
+pub fn annotations_of(spec: &Spec) -> BTreeMap<String, String> {
+    spec.annotations()
+        .as_ref()
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
 }
 
 /// Container ids are used as directory names: keep them to what runc allows.

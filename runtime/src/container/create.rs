@@ -61,12 +61,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             ns.iter()
                 .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
         });
-    let annotations: std::collections::BTreeMap<String, String> = spec
-        .annotations()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let annotations = plan::annotations_of(&spec);
     let mut slot = None;
     if !has_userns && crate::driver::userns_auto(&annotations, &opts.driver)? {
         let pool = &opts.driver.userns_pool;
@@ -203,8 +198,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     save(&state)?;
     if plan.namespaces.has(NsKind::User) && prepared.is_none() {
         // An image's mount points the task's root could not create.
-        let mut made = Vec::new();
-        sys::rootfs::top_mount_points(&plan, &mut made)?;
+        sys::rootfs::top_mount_points(&plan)?;
     }
     let (init, made) = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
     if let Some(p) = state.chroot.as_mut() {

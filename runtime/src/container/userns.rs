@@ -24,18 +24,19 @@ pub fn holder(id: &str, sandbox: Option<&str>) -> String {
     }
 }
 
-/// Whether any task in the state root (but `except`) belongs to `holder`.
-fn held(root: &Path, holder: &str, except: Option<&str>) -> bool {
-    super::list(root).unwrap_or_default().iter().any(|(id, c)| {
-        Some(id.as_str()) != except
-            && c.as_ref().is_some_and(|c| {
-                self::holder(id, c.state.sandbox.as_deref()) == holder
-                    && c.state
-                        .userns
-                        .as_ref()
-                        .is_some_and(|u| u.pool_slot.is_some())
-            })
-    })
+/// The holders of the state root's tasks that hold a pool slot (but
+/// task `except`'s).
+fn holders(root: &Path, except: Option<&str>) -> Vec<String> {
+    super::list(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(id, _)| Some(id.as_str()) != except)
+        .filter_map(|(id, c)| {
+            let c = c?;
+            c.state.userns.as_ref()?.pool_slot?;
+            Some(holder(&id, c.state.sandbox.as_deref()))
+        })
+        .collect()
 }
 
 /// The slot `holder` has, or the lowest free one, claimed for it.
@@ -43,6 +44,7 @@ pub fn claim(root: &Path, pool: &UserNsPool, holder: &str) -> Result<u32> {
     let _lock = super::lock_root(root)?;
     let dir = pool_dir(root);
     super::private_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+    let held = holders(root, None);
     let mut used = Vec::new();
     for e in std::fs::read_dir(&dir).ctx(|| format!("reading {}", dir.display()))? {
         let e = e.ctx(|| format!("reading {}", dir.display()))?;
@@ -61,7 +63,7 @@ pub fn claim(root: &Path, pool: &UserNsPool, holder: &str) -> Result<u32> {
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|age| age < std::time::Duration::from_secs(300));
-        if young || held(root, &owner, None) {
+        if young || held.contains(&owner) {
             used.push(n);
         } else {
             let _ = std::fs::remove_file(e.path());
@@ -93,7 +95,7 @@ pub fn release(root: &Path, slot: u32, holder: &str, except: Option<&str>) {
     let Ok(_lock) = super::lock_root(root) else {
         return;
     };
-    if held(root, holder, except) {
+    if holders(root, except).iter().any(|h| h == holder) {
         return;
     }
     let dir = pool_dir(root);

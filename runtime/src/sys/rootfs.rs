@@ -80,7 +80,7 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
 /// a root directory the host's root owns; owned by the root directory's
 /// owner (an image shifted to the task's host ids, as podman's `--uidmap`
 /// makes it, gets mount points its root can create in).
-pub fn top_mount_points(plan: &Plan, made: &mut Vec<PathBuf>) -> Result<()> {
+pub fn top_mount_points(plan: &Plan) -> Result<()> {
     let root = Root::open(&plan.root.path)
         .ctx(|| format!("opening the root {}", plan.root.path.display()))?;
     let owner = at::stat(root.fd()).ctx(|| plan.root.path.display().to_string())?;
@@ -92,9 +92,9 @@ pub fn top_mount_points(plan: &Plan, made: &mut Vec<PathBuf>) -> Result<()> {
         let dir = top != m.destination
             || !matches!(m.kind, MountKind::Bind { .. })
             || m.source.as_deref().is_none_or(|s| s.is_dir());
-        let before = made.len();
-        let fd = mount_point(&root, &top, dir, made)?;
-        if made.len() > before && (owner.st_uid, owner.st_gid) != (0, 0) {
+        let mut made = Vec::new();
+        let fd = mount_point(&root, &top, dir, &mut made)?;
+        if !made.is_empty() && (owner.st_uid, owner.st_gid) != (0, 0) {
             nix::unistd::chown(
                 &at::fd_path(fd.as_fd()),
                 Some(Uid::from_raw(owner.st_uid)),
