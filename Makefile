@@ -11,10 +11,13 @@ DIST    := target/dist
 
 # Release binaries are static (glibc and libseccomp linked in): one file to
 # install, and no dynamic loading on every start (~0.5 ms of each `run`).
+# They stay position-independent (ASLR); their relocations are packed
+# (DT_RELR: a few KiB read at start instead of 260 KiB, ~0.14 ms of every
+# start, twice per `run` with the sealed re-exec, and less resident in the shim).
 # The explicit --target keeps these flags off build scripts and proc-macros.
 STATIC  := LIBSECCOMP_LINK_TYPE=static \
            LIBSECCOMP_LIB_PATH=/usr/lib/$(shell gcc -print-multiarch 2>/dev/null) \
-           RUSTFLAGS="-C target-feature=+crt-static"
+           RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs"
 
 .PHONY: all build release deps test test-host test-v2 unit lint demo bench install clean
 

@@ -89,6 +89,15 @@ impl CgroupManager {
         resources: Option<&LinuxResources>,
         devices: &[DeviceRule],
     ) -> Result<Self> {
+        let cg = Self::planned(path, resources)?;
+        cg.make(resources, devices)?;
+        Ok(cg)
+    }
+
+    /// The cgroup `path` as [`create`](Self::create) would make it, not made
+    /// yet: its directories are known (for the init's cgroup mount) before
+    /// anything exists. No system call.
+    pub fn planned(path: &str, resources: Option<&LinuxResources>) -> Result<Self> {
         let extra: Vec<&str> = resources
             .and_then(|r| v1_writes(r).ok())
             .map(|w| {
@@ -99,6 +108,16 @@ impl CgroupManager {
             })
             .unwrap_or_default();
         let cg = handle(path, &extra).map_err(|e| cg_err(path, e))?;
+        Ok(CgroupManager {
+            cg,
+            path: path.to_string(),
+        })
+    }
+
+    /// Makes a [`planned`](Self::planned) cgroup's directories with its
+    /// device rules and limits. On failure nothing is left behind.
+    pub fn make(&self, resources: Option<&LinuxResources>, devices: &[DeviceRule]) -> Result<()> {
+        let (cg, path) = (&self.cg, self.path.as_str());
         // An existing cgroup with processes is someone else's: putting the
         // task there would make delete (or this create's undo) kill them.
         let mut others: Vec<u64> = cg.procs().into_iter().map(|p| p.pid).collect();
@@ -122,18 +141,14 @@ impl CgroupManager {
                 return Err(cg_err(path, e));
             }
         }
-        let mgr = CgroupManager {
-            cg,
-            path: path.to_string(),
-        };
-        let applied = mgr
+        let applied = self
             .set_devices(devices)
-            .and_then(|_| resources.map_or(Ok(()), |r| mgr.apply(r)));
+            .and_then(|_| resources.map_or(Ok(()), |r| self.apply(r)));
         if let Err(e) = applied {
-            let _ = mgr.destroy();
+            let _ = self.destroy();
             return Err(e);
         }
-        Ok(mgr)
+        Ok(())
     }
 
     /// A handle on an existing cgroup (for state, kill --all, exec, delete).
@@ -492,6 +507,17 @@ impl CgroupManager {
     /// Kills whatever is left in the cgroup, waits for it, and removes the
     /// cgroup directories. Idempotent.
     pub fn destroy(&self) -> Result<()> {
+        // Usually the task is gone and its cgroup empty: an rmdir in each
+        // hierarchy is all it takes. One that is still busy (a process
+        // left, or the kernel still freeing the last one) is emptied below.
+        let dirs = self.dirs();
+        let busy = dirs.iter().any(|(_, dir)| match std::fs::remove_dir(dir) {
+            Ok(()) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        });
+        if !busy {
+            return Ok(());
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut pauses = backoff(Duration::from_secs(10));
         loop {

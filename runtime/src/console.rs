@@ -4,7 +4,7 @@
 //! passed on to the container.
 
 use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -69,6 +69,53 @@ impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// The terminal of a foreground `run`/`exec -t`: a connected socket pair
+/// instead of a listening socket file, so nothing is made on disk when the
+/// container has no terminal (the common case) and nothing is left if the
+/// caller dies. The init is given [`ForegroundConsole::fd`] as its console
+/// connection (`CreateOptions::console_fd`).
+pub struct ForegroundConsole {
+    ours: OwnedFd,
+    theirs: OwnedFd,
+}
+
+impl ForegroundConsole {
+    pub fn new() -> Result<Self> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .ctx(|| "socketpair for the terminal".into())?;
+        Ok(ForegroundConsole { ours, theirs })
+    }
+
+    /// The end the container's process sends its pty master on.
+    pub fn fd(&self) -> RawFd {
+        self.theirs.as_raw_fd()
+    }
+
+    /// The pty master the container sent; an error, not a hang, when it
+    /// sent none (its end is closed here first).
+    pub fn receive(self) -> Result<OwnedFd> {
+        drop(self.theirs);
+        receive_fd(self.ours.as_fd())
+    }
+}
+
+/// A connection of our own to the socket `fd` (a [`ForegroundConsole`]'s
+/// end), for the child that sends the terminal.
+pub(crate) fn connection(fd: RawFd) -> Result<std::os::unix::net::UnixStream> {
+    // SAFETY: the caller's descriptor stays open for this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let own = borrowed
+        .try_clone_to_owned()
+        .ctx(|| "the terminal's socket".into())?;
+    Ok(own.into())
 }
 
 /// Receives one descriptor sent with SCM_RIGHTS.

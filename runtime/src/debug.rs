@@ -78,10 +78,15 @@ pub fn phase(what: &str) {
     }
     if ON.load(Ordering::Relaxed) {
         let t = START.get_or_init(Instant::now).elapsed();
-        eprintln!(
-            "isoexec[{}] +{:.3} ms: {what}",
-            std::process::id(),
-            t.as_secs_f64() * 1e3
+        // Not eprintln!, which panics when stderr is gone (a closed pipe):
+        // a trace line lost must not abort a create half-way.
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!(
+                "isoexec[{}] +{:.3} ms: {what}\n",
+                std::process::id(),
+                t.as_secs_f64() * 1e3
+            ),
         );
     }
 }

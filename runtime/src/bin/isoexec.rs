@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use runtime::config::DriverConfig;
-use runtime::console::ConsoleSocket;
+use runtime::console::ForegroundConsole;
 use runtime::container::{self, Container, CreateOptions, ExecOptions, Status};
 use runtime::{Error, Result};
 
@@ -351,6 +351,7 @@ fn run(cli: &Cli) -> Result<u8> {
                 tty: *tty,
                 no_new_privs: *no_new_privs,
                 console_socket: console_socket.clone(),
+                console_fd: None,
                 pid_file: pid_file.clone(),
                 preserve_fds: *preserve_fds,
                 driver: DriverConfig::load(cli.config.as_deref())?,
@@ -359,10 +360,7 @@ fn run(cli: &Cli) -> Result<u8> {
             };
             let console = foreground_console(console_socket.is_none() && *tty && !*detach)?;
             let opts = ExecOptions {
-                console_socket: console
-                    .as_ref()
-                    .map(|c| c.path().to_path_buf())
-                    .or(opts.console_socket),
+                console_fd: console.as_ref().map(|c| c.fd()),
                 ..opts
             };
             let ex = container::exec(&c, &opts);
@@ -538,7 +536,7 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> Result<CreateOptions> {
         systemd_cgroup: cli.systemd_cgroup,
         preserve_fds: a.preserve_fds,
         driver: DriverConfig::load(cli.config.as_deref())?,
-        stdio: None,
+        ..Default::default()
     })
 }
 
@@ -564,9 +562,7 @@ fn warn(cli: &Cli, warnings: &[String]) {
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
     let mut opts = create_options(cli, a)?;
     let console = foreground_console(a.console_socket.is_none() && !detach)?;
-    if let Some(sock) = &console {
-        opts.console_socket = Some(sock.path().to_path_buf());
-    }
+    opts.console_fd = console.as_ref().map(|c| c.fd());
     let created = container::create(&opts);
     let terminal = created
         .as_ref()
@@ -644,13 +640,13 @@ fn print_fingerprint(f: &runtime::fingerprint::Fingerprint) {
 }
 
 /// A console socket of our own, for a terminal relayed in the foreground.
-fn foreground_console(wanted: bool) -> Result<Option<ConsoleSocket>> {
-    wanted.then(|| ConsoleSocket::temporary("run")).transpose()
+fn foreground_console(wanted: bool) -> Result<Option<ForegroundConsole>> {
+    wanted.then(ForegroundConsole::new).transpose()
 }
 
 /// The pty master, when the container was given a terminal.
 fn receive_terminal(
-    console: Option<ConsoleSocket>,
+    console: Option<ForegroundConsole>,
     terminal: bool,
 ) -> Result<Option<std::os::fd::OwnedFd>> {
     match console {

@@ -25,6 +25,9 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// A connected socket to send the pty master on instead (a foreground
+    /// `run`'s [`crate::console::ForegroundConsole`]).
+    pub console_fd: Option<std::os::fd::RawFd>,
     pub no_pivot: bool,
     /// `--no-new-keyring`: the init keeps the caller's session keyring.
     pub no_new_keyring: bool,
@@ -232,15 +235,11 @@ fn spawn(
     dir: &Path,
     undo: &mut Undo,
 ) -> Result<(Pid, Vec<PathBuf>)> {
-    crate::debug::phase("create: cgroup");
-    let cgroup = CgroupManager::create(
-        &plan.cgroup.path,
-        plan.cgroup.resources.as_ref(),
-        &plan.cgroup.devices,
-    )?;
+    // Made once the init is forked, while it makes its mounts (the two
+    // run side by side); only its directories are needed before.
+    let cgroup = CgroupManager::planned(&plan.cgroup.path, plan.cgroup.resources.as_ref())?;
     let cgroup_dirs = cgroup.dirs();
     let v2 = cgroup.is_v2();
-    undo.cgroup = Some(cgroup);
 
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
@@ -258,6 +257,10 @@ fn spawn(
                 UnixStream::connect(path)
                     .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
             ),
+            (None, true) if opts.console_fd.is_some() => opts
+                .console_fd
+                .map(crate::console::connection)
+                .transpose()?,
             (None, true) => return Err(Error::InvalidArgument(
                 "process.terminal is true: give --console-socket (the pty master is sent there)"
                     .into(),
@@ -355,6 +358,19 @@ fn spawn(
             return Err(init_died(undo, steps.as_ref()));
         }
     }
+    // The cgroup, made while the init mounts its root: the init waits for
+    // CGROUP, then joins it itself before its cgroup mount, its cgroup
+    // namespace and anything of the user's (hooks, the process). (A
+    // process moving itself skips the kernel's global threadgroup lock;
+    // moving it from here waits for an RCU grace period, up to 20 ms.)
+    // A failure here kills it (the undo).
+    crate::debug::phase("create: cgroup");
+    cgroup.make(plan.cgroup.resources.as_ref(), &plan.cgroup.devices)?;
+    undo.cgroup = Some(cgroup);
+    crate::debug::phase("create: cgroup made");
+    // An init that failed meanwhile has queued its error: the loop below
+    // reads it.
+    let _ = parent_end.send(msg::CGROUP, b"");
 
     // Bounded: an init stuck in its set-up is killed (by the undo) and
     // the create fails, rather than hanging its caller.

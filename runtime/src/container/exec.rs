@@ -30,6 +30,9 @@ pub struct ExecOptions {
     pub tty: bool,
     pub no_new_privs: bool,
     pub console_socket: Option<PathBuf>,
+    /// A connected socket to send the pty master on instead (a foreground
+    /// `exec -t`'s [`crate::console::ForegroundConsole`]).
+    pub console_fd: Option<std::os::fd::RawFd>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
     /// The driver's policy applies to exec'd processes too.
@@ -98,6 +101,10 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
             UnixStream::connect(path)
                 .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
         ),
+        (None, true) if opts.console_fd.is_some() => opts
+            .console_fd
+            .map(crate::console::connection)
+            .transpose()?,
         (None, true) => {
             return Err(Error::InvalidArgument(
                 "--tty needs --console-socket (the pty master is sent there)".into(),

@@ -109,8 +109,6 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
         sys::set_stdio(fds).ctx(|| "standard input/output".into())?;
     }
     close_inherited(args.sync, args.console, args.preserve_fds);
-    crate::debug::phase("init: joining cgroup");
-    sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
     crate::debug::phase("init: namespaces");
     // Opened before any namespace is joined: a joined mount namespace may
     // not show the state directory.
@@ -179,10 +177,6 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
     if plan.new_session_keyring {
         process::join_new_session_keyring()?;
     }
-    // A cgroup namespace made now is rooted at the container's cgroup.
-    if plan.namespaces.creates(NsKind::Cgroup) {
-        unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
-    }
 
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
@@ -199,7 +193,18 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
 
     crate::debug::phase("init: mounts");
     rootfs::bind_root(plan)?;
+    let mut in_cgroup = false;
+    let mut cgroup = || {
+        if !in_cgroup {
+            wait_for_cgroup(args)?;
+            in_cgroup = true;
+        }
+        Ok(())
+    };
     if plan.namespaces.has(NsKind::User) {
+        // Joined as the host's uid 0: the namespace's root may not write
+        // the host's cgroup files.
+        cgroup()?;
         // Still the host's uid 0: open what the namespace's root could
         // not reach, then become it.
         crate::debug::phase("init: becoming the user namespace's root");
@@ -227,7 +232,9 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
             plan.process.gid,
         )?;
     }
-    rootfs::mount_spec(plan, &args.cgroups, made)?;
+    rootfs::mount_spec(plan, &args.cgroups, made, &mut cgroup)?;
+    // At the latest here: before any hook or anything of the user's runs.
+    cgroup()?;
     let created = if plan.hooks.init_waits() {
         Some(create_hooks(args, made)?)
     } else {
@@ -252,6 +259,23 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
         fifo,
         start: report.zip(created),
     })
+}
+
+/// Waits until the runtime has made the cgroup (it does so while the init
+/// makes its mounts), joins it, then makes the cgroup namespace, rooted at
+/// the container's cgroup.
+fn wait_for_cgroup(args: &InitArgs) -> Result<()> {
+    crate::debug::phase("init: waiting for its cgroup");
+    match args.sync.recv().ctx(|| "waiting for the cgroup".into())? {
+        Some((msg::CGROUP, _)) => {}
+        _ => return Err(Error::Init("the runtime did not make the cgroup".into())),
+    }
+    sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
+    if args.plan.namespaces.creates(NsKind::Cgroup) {
+        unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
+    }
+    crate::debug::phase("init: in its cgroup");
+    Ok(())
 }
 
 /// The hooks of create: the runtime's (prestart, createRuntime) while this

@@ -244,6 +244,9 @@ pub mod msg {
     /// with it, the idmapped trees of the chroot_env (their keys,
     /// NUL-separated, and the descriptors, in order).
     pub const MAPPED: u8 = b'U';
+    /// Runtime → init: its cgroup is made (while the init mounts its
+    /// root): join it.
+    pub const CGROUP: u8 = b'C';
 }
 
 /// The error an ERROR or INVALID message carries.

@@ -64,9 +64,20 @@ pub fn switch_user(p: &ProcessPlan) -> Result<()> {
     let c = &p.capabilities;
     let bounding: CapsHashSet = c.bounding.iter().copied().collect();
     for cap in caps::all() {
-        if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| Error::Init(format!("dropping {cap} from the bounding set: {e}")))?;
+        // One call per capability: dropping one already out of the set is
+        // a no-op, and EINVAL means this kernel does not know it (nothing
+        // to drop).
+        // SAFETY: plain prctl with integer arguments.
+        let r = (!bounding.contains(&cap)).then(|| unsafe {
+            libc::prctl(libc::PR_CAPBSET_DROP, cap.index() as libc::c_ulong, 0, 0, 0)
+        });
+        if r == Some(-1) {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(Error::Init(format!(
+                    "dropping {cap} from the bounding set: {e}"
+                )));
+            }
         }
     }
     nix::sys::prctl::set_keepcaps(true).ctx(|| "PR_SET_KEEPCAPS".into())?;
@@ -120,14 +131,101 @@ pub fn switch_user(p: &ProcessPlan) -> Result<()> {
         }
         v
     };
-    // effective ⊆ permitted at every step: shrink effective first, grow it last.
-    set(CapSet::Effective, &[], "effective")?;
-    set(CapSet::Inheritable, &c.inheritable, "inheritable")?;
-    set(CapSet::Permitted, &with_admin(&c.permitted), "permitted")?;
-    set(CapSet::Effective, &with_admin(&c.effective), "effective")?;
-    set(CapSet::Ambient, &c.ambient, "ambient")?;
+    let permitted = with_admin(&c.permitted);
+    let effective = with_admin(&c.effective);
+    // The three sets in one capset(2); when the kernel refuses, set by set
+    // (effective ⊆ permitted at every step: shrink effective first, grow it
+    // last) to say which set and which capability it was.
+    if capset_all(&effective, &permitted, &c.inheritable).is_err() {
+        set(CapSet::Effective, &[], "effective")?;
+        set(CapSet::Inheritable, &c.inheritable, "inheritable")?;
+        set(CapSet::Permitted, &permitted, "permitted")?;
+        set(CapSet::Effective, &effective, "effective")?;
+    }
+    // Cleared, then each wanted one raised: not caps::set, which probes
+    // and sets every capability the kernel knows one call at a time.
+    // SAFETY: plain prctl calls with integer arguments.
+    if unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    } != 0
+    {
+        return Err(Error::sys(
+            "process.capabilities.ambient: clearing the ambient set",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    for cap in &c.ambient {
+        let raise = libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong;
+        // SAFETY: as above.
+        if unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                raise,
+                cap.index() as libc::c_ulong,
+                0,
+                0,
+            )
+        } != 0
+        {
+            return Err(Error::Init(format!(
+                "process.capabilities.ambient: raising {cap} failed ({}): an ambient capability must be in the permitted and inheritable sets",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
     if p.no_new_privileges {
         nix::sys::prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS".into())?;
+    }
+    Ok(())
+}
+
+/// Sets the effective, permitted and inheritable sets of this thread at
+/// once (capset(2), version 3: 64 bits each).
+fn capset_all(
+    effective: &[caps::Capability],
+    permitted: &[caps::Capability],
+    inheritable: &[caps::Capability],
+) -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let bits = |set: &[caps::Capability]| set.iter().fold(0u64, |m, c| m | c.bitmask());
+    let (e, p, i) = (bits(effective), bits(permitted), bits(inheritable));
+    let data = [
+        Data {
+            effective: e as u32,
+            permitted: p as u32,
+            inheritable: i as u32,
+        },
+        Data {
+            effective: (e >> 32) as u32,
+            permitted: (p >> 32) as u32,
+            inheritable: (i >> 32) as u32,
+        },
+    ];
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: a version 3 header and its two data words, both live.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

@@ -111,11 +111,21 @@ pub fn top_mount_points(plan: &Plan) -> Result<()> {
 /// ([`super::at`]): a task that swaps a directory of a shared volume for a
 /// symlink cannot lead a mount, a mkdir or a file creation to the host.
 /// The host paths of what it creates for mounts to stand on go to `made`.
-pub fn mount_spec(plan: &Plan, cgroups: &CgroupView, made: &mut Vec<PathBuf>) -> Result<()> {
+/// `in_cgroup` is called before a cgroup mount: the container's cgroup
+/// directories exist once it returns.
+pub fn mount_spec(
+    plan: &Plan,
+    cgroups: &CgroupView,
+    made: &mut Vec<PathBuf>,
+    in_cgroup: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     // Opened after bind_root: the root's own mount, the one pivoted into.
     let root = Root::open(&plan.root.path)
         .ctx(|| format!("opening the root {}", plan.root.path.display()))?;
     for m in &plan.mounts {
+        if matches!(m.kind, MountKind::Cgroup) {
+            in_cgroup()?;
+        }
         mount_one(&root, m, cgroups, made).map_err(|e| match e {
             Error::Sys { context, source } => Error::Sys {
                 context: format!("mounting {} ({context})", m.destination.display()),
