@@ -42,6 +42,13 @@ pub enum Error {
     #[error("{0}")]
     Init(String),
 
+    /// The runtime's binary is protected only by its immutable flag, and
+    /// the task may hold CAP_LINUX_IMMUTABLE, which clears it: the caller
+    /// re-executes itself from a read-only copy ([`crate::sys::exe::reseal`])
+    /// and starts over. Returned before anything is made.
+    #[error("the runtime's binary is sealed only by its immutable flag and the task may hold CAP_LINUX_IMMUTABLE (CVE-2019-5736): re-execute from a sealed copy")]
+    NeedsSeal,
+
     /// An OCI hook failed: which one (`hooks.KIND[N]`, its path) and how.
     #[error("hook {0}")]
     Hook(String),

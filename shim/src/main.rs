@@ -223,7 +223,7 @@ fn start(args: &ShimArgs) -> Result<(), String> {
     }
     // The server forks tasks' processes: never as the host's writable
     // binary (CVE-2019-5736). Re-executes `start` when it must.
-    runtime::sys::exe::ensure_sealed(&state_root(&args.bundle, &args.namespace))
+    runtime::sys::exe::ensure_sealed(&state_root(&args.bundle, &args.namespace), false)
         .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&sock);
     if let Some(dir) = sock.parent() {
@@ -303,7 +303,7 @@ fn delete(args: &ShimArgs) -> Result<(), String> {
 /// The server run directly (no action): on a listening socket passed as
 /// descriptor 3.
 fn serve(args: &ShimArgs) -> Result<(), String> {
-    runtime::sys::exe::ensure_sealed(&state_root(&args.bundle, &args.namespace))
+    runtime::sys::exe::ensure_sealed(&state_root(&args.bundle, &args.namespace), false)
         .map_err(|e| e.to_string())?;
     serve_on(args, 3)
 }

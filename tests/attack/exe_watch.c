@@ -6,7 +6,9 @@
  * (what a planted `#!/proc/self/exe` script makes the kernel run when an
  * operator execs it: the runtime's own binary), stops it, opens its exe,
  * kills it and, once nothing runs that binary any more, opens the handle
- * for writing and writes over the start of the file. It also tries to open
+ * for writing and writes over the start of the file (first clearing its
+ * immutable flag, which a task holding CAP_LINUX_IMMUTABLE can). It also
+ * tries to open
  * the exe of every other new process, which must be refused while a
  * runtime process has not exec'd yet (it is not dumpable).
  *
@@ -18,6 +20,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +122,13 @@ int main(int argc, char **argv)
 			say(caught, "%s%s\n", link, 0);
 			/* Writable once no process runs it (the CLI at once, a shim
 			 * once it is gone, isoexecd after a restart): retry for 60 s. */
+			/* An immutable binary: clear the flag, as a task holding
+			 * CAP_LINUX_IMMUTABLE may (refused without it). */
+			long flags = 0;
+			if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_IMMUTABLE_FL)) {
+				flags &= ~FS_IMMUTABLE_FL;
+				ioctl(fd, FS_IOC_SETFLAGS, &flags);
+			}
 			char again[64];
 			snprintf(again, sizeof again, "/proc/self/fd/%d", fd);
 			int err = 0;

@@ -1360,6 +1360,83 @@ fn cve_2019_5736_a_task_cannot_overwrite_the_runtime_binary() {
     iso.ok(&["delete", "--force", &id]);
 }
 
+/// CVE-2019-5736 with an immutable binary, as `make install` leaves the
+/// command line: it runs as it is, without the sealed re-exec, and the
+/// same attack fails: the task can neither clear the flag (it does not
+/// hold CAP_LINUX_IMMUTABLE) nor write. A task that holds the capability
+/// could clear it: for that one the runtime re-executes from its
+/// read-only overlay first, and the attack, clearing the flag before it
+/// writes, fails too. Both ways the binary is unchanged and immutable.
+#[test]
+fn cve_2019_5736_an_immutable_binary_runs_as_it_is_and_stays_unwritten() {
+    for holds_cap in [false, true] {
+        let bin = ImmutableBinary::new("isoexec");
+        let before = std::fs::read(&bin.path).unwrap();
+        let mut iso = if holds_cap {
+            Isoexec::with_config("allow_caps = [\"all\"]\n")
+        } else {
+            Isoexec::new()
+        };
+        iso.exe = Some(bin.path.clone());
+        let caps = |c: &mut serde_json::Value| {
+            if holds_cap {
+                for set in ["bounding", "effective", "permitted"] {
+                    c["process"]["capabilities"][set]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!("CAP_LINUX_IMMUTABLE"));
+                }
+            }
+        };
+        // How the runtime ran: sealed by the flag alone, or re-executed.
+        let quick = Bundle::busybox(&["true"], caps);
+        let out = iso.run(&[
+            "--debug",
+            "run",
+            "--bundle",
+            quick.path().to_str().unwrap(),
+            &unique("immutable"),
+        ]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        if holds_cap {
+            assert!(
+                err.contains("re-executing sealed") && err.contains("exe sealed: ReadOnly"),
+                "{err}"
+            );
+        } else {
+            assert!(
+                err.contains("exe sealed: Immutable") && !err.contains("re-executing"),
+                "{err}"
+            );
+        }
+
+        let b = Bundle::busybox(
+            &sh("printf '#!/proc/self/exe\\n' > /attack; chmod 755 /attack; exec /watch /result"),
+            |c| {
+                c["root"]["readonly"] = json!(false);
+                caps(c);
+            },
+        );
+        exe_watch(&b.rootfs().join("watch"));
+        copy_libraries(&bin.path, &b.rootfs());
+        let id = unique("cve-2019-5736-immutable");
+        iso.start_detached(&b, &id);
+        assert!(eventually(10, || b.rootfs().join("attack").exists()));
+        let result = b.rootfs().join("result");
+        exe_attack_catch(&result, 20, || {
+            iso.run(&["exec", &id, "/attack"]);
+        });
+        let verdict = exe_attack_verdict(&result);
+        assert_exe_attack_failed(&verdict, &bin.path, &before, &result);
+        assert!(
+            is_immutable(&bin.path),
+            "the flag was cleared (holds_cap {holds_cap})"
+        );
+        iso.ok(&["delete", "--force", &id]);
+    }
+}
+
 /// The mount-destination race (CVE-2021-30465, CVE-2024-45310), as the
 /// attack: a running container swaps, as fast as it can, a directory of a
 /// volume it shares with another container for a symlink to a host

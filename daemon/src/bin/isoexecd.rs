@@ -37,7 +37,7 @@ fn main() -> std::process::ExitCode {
         .init();
     // Tasks' processes are forks of this one: never as the host's writable
     // binary (CVE-2019-5736). Re-executes isoexecd when it must.
-    if let Err(e) = runtime::sys::exe::ensure_sealed(&args.state_dir) {
+    if let Err(e) = runtime::sys::exe::ensure_sealed(&args.state_dir, false) {
         eprintln!("isoexecd: {e}");
         return std::process::ExitCode::FAILURE;
     }

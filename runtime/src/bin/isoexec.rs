@@ -222,7 +222,7 @@ fn main() -> ExitCode {
         .iter()
         .any(|a| a == "create" || a == "run" || a == "exec")
     {
-        match runtime::sys::exe::ensure_sealed(&root_arg(&args)) {
+        match runtime::sys::exe::ensure_sealed(&root_arg(&args), true) {
             Ok(s) => seal = Some(s),
             Err(e) => {
                 eprintln!("isoexec: {e}");
@@ -239,6 +239,14 @@ fn main() -> ExitCode {
     }
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
+        // Nothing is made yet: the same command again, from a sealed copy.
+        Err(runtime::Error::NeedsSeal) => {
+            runtime::debug::phase(
+                "exe immutable, the task may hold CAP_LINUX_IMMUTABLE: re-executing sealed",
+            );
+            report(&cli, &runtime::sys::exe::reseal(&cli.root));
+            ExitCode::from(1)
+        }
         Err(e) => {
             report(&cli, &e);
             ExitCode::from(1)

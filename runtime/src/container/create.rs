@@ -94,6 +94,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         },
     )?;
     let mut plan = plan;
+    crate::sys::exe::needs_seal(&plan.process.capabilities.bounding, plan.userns.is_some())?;
     // As the exec driver: without the controllers it needs, a task runs
     // without resource controls, and says so.
     if plan.cgroup.resources.is_some() {

@@ -54,6 +54,7 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<Execed> {
         return Err(c.wrong_state(status, "exec needs a running container"));
     }
     let process = process_for(c, opts)?;
+    crate::sys::exe::needs_seal(&process.capabilities.bounding, c.state.userns.is_some())?;
     let init_pid = c.state.pid;
 
     // The container's namespaces that differ from ours.

@@ -14,6 +14,14 @@
 //! filesystem needs neither. The check is a few system calls; the re-exec
 //! happens once per runtime process (the CLI's create/run/exec, a shim
 //! server, isoexecd).
+//!
+//! The command line also takes an immutable binary (`chattr +i`, as
+//! `make install` leaves it) as sealed: nobody may write, truncate, chmod
+//! or rename it, root included, without CAP_LINUX_IMMUTABLE in the host's
+//! user namespace, and that saves the re-exec on every `run`. A task that
+//! may hold that capability (in its bounding set, in the host's user
+//! namespace) could clear the flag: for it the command line re-executes
+//! from the overlay anyway ([`needs_seal`], [`reseal`]).
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -38,6 +46,9 @@ pub enum Seal {
     ReadOnly,
     /// A memfd with every write sealed.
     Memfd,
+    /// An immutable file (FS_IMMUTABLE_FL): sealed against every task that
+    /// cannot hold CAP_LINUX_IMMUTABLE in the host's user namespace.
+    Immutable,
 }
 
 const MEMFD_SEALS: libc::c_int =
@@ -52,9 +63,44 @@ pub fn current_seal() -> Option<Seal> {
         return Some(Seal::Memfd);
     }
     let vfs = nix::sys::statvfs::fstatvfs(&exe).ok()?;
-    vfs.flags()
-        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
-        .then_some(Seal::ReadOnly)
+    if vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Some(Seal::ReadOnly);
+    }
+    is_immutable(&exe).then_some(Seal::Immutable)
+}
+
+/// Whether the file has the immutable attribute (`chattr +i`).
+fn is_immutable(f: &File) -> bool {
+    const FS_IMMUTABLE_FL: libc::c_long = 0x10;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one long through a valid pointer.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
+    r == 0 && flags & FS_IMMUTABLE_FL != 0
+}
+
+/// `Err(Error::NeedsSeal)` when this process runs from a binary sealed
+/// only by its immutable flag and a task with this bounding set, in the
+/// host's user namespace, is about to be made: it could clear the flag.
+/// (A task in a user namespace of its own holds capabilities only there,
+/// and CAP_LINUX_IMMUTABLE counts only in the host's.)
+pub fn needs_seal(bounding: &[caps::Capability], own_userns: bool) -> Result<()> {
+    if own_userns || !bounding.contains(&caps::Capability::CAP_LINUX_IMMUTABLE) {
+        return Ok(());
+    }
+    match current_seal() {
+        Some(Seal::Immutable) => Err(Error::NeedsSeal),
+        _ => Ok(()),
+    }
+}
+
+/// Re-executes this process from a read-only copy of its binary (as
+/// [`ensure_sealed`] does for a writable one), whatever seals it now.
+/// Returns only on failure.
+pub fn reseal(scratch: &Path) -> Error {
+    match sealed_copy(scratch) {
+        Ok(exe) => reexec(&exe),
+        Err(e) => e,
+    }
 }
 
 /// Returns once the current process runs from a read-only copy of its
@@ -63,9 +109,12 @@ pub fn current_seal() -> Option<Seal> {
 /// an empty directory is made there for the overlay's second layer while
 /// the overlay is made.
 /// Call it before anything that cannot be done twice.
-pub fn ensure_sealed(scratch: &Path) -> Result<Seal> {
+/// `immutable_ok`: an immutable binary counts as sealed (the command line,
+/// which checks each task with [`needs_seal`]); a long-lived server, whose
+/// later tasks may hold CAP_LINUX_IMMUTABLE, re-executes anyway.
+pub fn ensure_sealed(scratch: &Path, immutable_ok: bool) -> Result<Seal> {
     let retried = std::env::var_os(MARKER).is_some();
-    if let Some(seal) = current_seal() {
+    if let Some(seal) = current_seal().filter(|s| immutable_ok || *s != Seal::Immutable) {
         if retried {
             // Single-threaded here: nothing else reads the environment.
             std::env::remove_var(MARKER);
@@ -79,9 +128,14 @@ pub fn ensure_sealed(scratch: &Path) -> Result<Seal> {
              a read-only filesystem, or unset {MARKER}"
         )));
     }
-    let exe = match overlay_copy(scratch) {
-        Ok(fd) => fd,
-        Err(overlay) => memfd_copy().map_err(|e| {
+    Err(reseal(scratch))
+}
+
+/// A read-only overlay of the binary, or where overlayfs cannot be
+/// mounted, a sealed memfd copy.
+fn sealed_copy(scratch: &Path) -> Result<OwnedFd> {
+    overlay_copy(scratch).or_else(|overlay| {
+        memfd_copy().map_err(|e| {
             Error::sys(
                 format!(
                     "sealing the runtime's binary against CVE-2019-5736 (a read-only overlay: \
@@ -89,9 +143,8 @@ pub fn ensure_sealed(scratch: &Path) -> Result<Seal> {
                 ),
                 e,
             )
-        })?,
-    };
-    reexec(&exe)
+        })
+    })
 }
 
 /// The binary through a read-only overlayfs made with the new mount API:
@@ -149,7 +202,8 @@ fn memfd_copy() -> io::Result<OwnedFd> {
 }
 
 /// execveat(2) of `exe` with this process's arguments and environment.
-fn reexec(exe: &OwnedFd) -> Result<Seal> {
+/// Returns only on failure.
+fn reexec(exe: &OwnedFd) -> Error {
     let cstr = |s: OsString| CString::new(s.as_bytes()).ok();
     let argv: Vec<CString> = std::env::args_os().filter_map(cstr).collect();
     let mut envp: Vec<CString> = std::env::vars_os()
@@ -160,9 +214,10 @@ fn reexec(exe: &OwnedFd) -> Result<Seal> {
             cstr(kv)
         })
         .collect();
-    envp.push(
-        CString::new(format!("{MARKER}=1")).map_err(|_| Error::InvalidArgument(MARKER.into()))?,
-    );
+    match CString::new(format!("{MARKER}=1")) {
+        Ok(m) => envp.push(m),
+        Err(_) => return Error::InvalidArgument(MARKER.into()),
+    }
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
@@ -178,8 +233,8 @@ fn reexec(exe: &OwnedFd) -> Result<Seal> {
             libc::AT_EMPTY_PATH,
         )
     };
-    Err(Error::sys(
+    Error::sys(
         "re-executing the runtime from its sealed copy (CVE-2019-5736)",
         io::Error::last_os_error(),
-    ))
+    )
 }

@@ -473,6 +473,78 @@ pub fn binary_copy(name: &str, dir: &Path) -> PathBuf {
     p
 }
 
+/// A copy of the built binary `name`, immutable (`chattr +i`, as `make
+/// install` leaves the command line), on a tmpfs of its own (every
+/// filesystem the tests run on takes the flag then, the v2 guest's 9p
+/// root included). Dropped: the flag cleared, the tmpfs gone.
+pub struct ImmutableBinary {
+    dir: TempDir,
+    pub path: PathBuf,
+}
+
+impl ImmutableBinary {
+    pub fn new(name: &str) -> Self {
+        let dir = TempDir::new("isoexec-immutable");
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=755", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount");
+        assert!(o.status.success(), "tmpfs: {}", stderr(&o));
+        let path = binary_copy(name, dir.path());
+        set_immutable(&path, true);
+        ImmutableBinary { dir, path }
+    }
+}
+
+impl Drop for ImmutableBinary {
+    fn drop(&mut self) {
+        set_immutable(&self.path, false);
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Whether a file has the immutable attribute.
+pub fn is_immutable(path: &Path) -> bool {
+    let f = std::fs::File::open(path).expect("opening the binary");
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS on a descriptor we own, into a long.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::FS_IOC_GETFLAGS,
+            &mut flags,
+        )
+    };
+    r == 0 && flags & 0x10 != 0
+}
+
+/// Sets or clears a file's immutable attribute (FS_IOC_SETFLAGS).
+pub fn set_immutable(path: &Path, on: bool) {
+    const FS_IMMUTABLE_FL: libc::c_long = 0x10;
+    let f = std::fs::File::open(path).expect("opening the binary");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS on a descriptor we own, with a
+    // valid pointer to a long.
+    unsafe {
+        assert_eq!(libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags), 0);
+        flags = if on {
+            flags | FS_IMMUTABLE_FL
+        } else {
+            flags & !FS_IMMUTABLE_FL
+        };
+        assert_eq!(
+            libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags),
+            0,
+            "chattr {}i {}: {}",
+            if on { '+' } else { '-' },
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// CVE-2019-5736's attacker (tests/attack/exe_watch.c), built static once
 /// per test binary, copied to `dest`.
 pub fn exe_watch(dest: &Path) {
