@@ -276,21 +276,13 @@ pub fn gather_controllers() -> Fingerprint {
     let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").ok();
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    let f = evaluate(
+    evaluate(
         cfg!(target_os = "linux"),
         euid,
         &read("/proc/cgroups"),
         &read("/proc/self/mountinfo"),
         v2.as_deref(),
-    );
-    if f.cgroup_version == 2 && f.root {
-        let code = crate::device_filter::program_bytes(
-            &crate::plan::device_rules(&[], &[]).unwrap_or_default(),
-        );
-        let loaded = crate::sys::bpf::load_device_program(&code).map(drop);
-        return with_device_program(f, loaded);
-    }
-    f
+    )
 }
 
 #[cfg(test)]
