@@ -512,7 +512,7 @@ fn main() {
         results.extend(chroot_scenarios(&work, &o));
     }
     if let Some(p) = &installed {
-        set_immutable(p, false);
+        let _ = isoexec_tests::set_immutable(p, false);
     }
     let _ = nix::mount::umount2(&state_dir, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(&work);
@@ -1282,30 +1282,7 @@ fn install_immutable(isoexec: &Path, tmpfs: &Path) -> Option<PathBuf> {
     std::fs::create_dir_all(&dir).ok()?;
     let p = dir.join("isoexec");
     std::fs::copy(isoexec, &p).ok()?;
-    set_immutable(&p, true).then_some(p)
-}
-
-/// Sets or clears a file's immutable attribute; whether it worked.
-fn set_immutable(path: &Path, on: bool) -> bool {
-    const FS_IMMUTABLE_FL: libc::c_long = 0x10;
-    let Ok(f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    let mut flags: libc::c_long = 0;
-    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS on a descriptor we own, with a
-    // valid pointer to a long.
-    unsafe {
-        if libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) != 0 {
-            return false;
-        }
-        flags = if on {
-            flags | FS_IMMUTABLE_FL
-        } else {
-            flags & !FS_IMMUTABLE_FL
-        };
-        libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) == 0
-    }
+    isoexec_tests::set_immutable(&p, true).ok().map(|()| p)
 }
 
 /// On a hybrid cgroup host (v1 controllers, an empty cgroup2 at

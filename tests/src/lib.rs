@@ -1,8 +1,50 @@
 //! What the integration tests (`tests/`, helpers in `tests/common/mod.rs`)
-//! and `make bench` share: a containerd of their own; what the suite and
-//! `make demo` share: a CRI client.
+//! and `make bench` share: a containerd of their own, an immutable binary;
+//! what the suite and `make demo` share: a CRI client.
 
 pub mod cri;
+
+/// Sets or clears a file's immutable attribute (`chattr +i` / `-i`, with
+/// FS_IOC_SETFLAGS), as `make install` leaves the command line.
+pub fn set_immutable(path: &std::path::Path, on: bool) -> std::io::Result<()> {
+    const FS_IMMUTABLE_FL: libc::c_long = 0x10;
+    let f = std::fs::File::open(path)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS on a descriptor we own, with a
+    // valid pointer to a long.
+    unsafe {
+        if libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        flags = if on {
+            flags | FS_IMMUTABLE_FL
+        } else {
+            flags & !FS_IMMUTABLE_FL
+        };
+        if libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file has the immutable attribute.
+pub fn is_immutable(path: &std::path::Path) -> bool {
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS on a descriptor we own, into a long.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::FS_IOC_GETFLAGS,
+            &mut flags,
+        )
+    };
+    r == 0 && flags & 0x10 != 0
+}
 
 pub mod containerd {
     use std::path::{Path, PathBuf};

@@ -504,45 +504,15 @@ impl Drop for ImmutableBinary {
     }
 }
 
-/// Whether a file has the immutable attribute.
-pub fn is_immutable(path: &Path) -> bool {
-    let f = std::fs::File::open(path).expect("opening the binary");
-    let mut flags: libc::c_long = 0;
-    // SAFETY: FS_IOC_GETFLAGS on a descriptor we own, into a long.
-    let r = unsafe {
-        libc::ioctl(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            libc::FS_IOC_GETFLAGS,
-            &mut flags,
-        )
-    };
-    r == 0 && flags & 0x10 != 0
-}
-
-/// Sets or clears a file's immutable attribute (FS_IOC_SETFLAGS).
+/// Sets or clears a file's immutable attribute; panics if it cannot.
 pub fn set_immutable(path: &Path, on: bool) {
-    const FS_IMMUTABLE_FL: libc::c_long = 0x10;
-    let f = std::fs::File::open(path).expect("opening the binary");
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    let mut flags: libc::c_long = 0;
-    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS on a descriptor we own, with a
-    // valid pointer to a long.
-    unsafe {
-        assert_eq!(libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags), 0);
-        flags = if on {
-            flags | FS_IMMUTABLE_FL
-        } else {
-            flags & !FS_IMMUTABLE_FL
-        };
-        assert_eq!(
-            libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags),
-            0,
-            "chattr {}i {}: {}",
+    isoexec_tests::set_immutable(path, on).unwrap_or_else(|e| {
+        panic!(
+            "chattr {}i {}: {e}",
             if on { '+' } else { '-' },
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-    }
+            path.display()
+        )
+    });
 }
 
 /// CVE-2019-5736's attacker (tests/attack/exe_watch.c), built static once
