@@ -397,15 +397,8 @@ fn spawn(
                 )))
             }
             // The init is gone, its end reset.
-            // The init is gone, its end reset. The reset is reported once,
-            // before what it wrote: an init that failed while CGROUP was on
-            // its way (unread, hence the reset) has queued its error.
-            Err(nix::errno::Errno::ECONNRESET) => match parent_end.recv_within(left) {
-                Ok(Some((tag @ (msg::ERROR | msg::INVALID), m))) => {
-                    break Err(sys::child_error(tag, &m))
-                }
-                _ => break Err(init_died(undo, steps.as_ref())),
-            },
+            // The init is gone, its end reset (and it said nothing).
+            Err(nix::errno::Errno::ECONNRESET) => break Err(init_died(undo, steps.as_ref())),
             Err(e) => {
                 break Err(Error::sys(
                     "waiting for the container init",

@@ -335,11 +335,18 @@ impl SyncSocket {
         }
     }
 
+    /// A peer that exited with our last message unread resets its end:
+    /// the kernel reports ECONNRESET once, before what the peer wrote (a
+    /// child's error), which the next read returns. ECONNRESET only when
+    /// nothing was left.
     pub fn recv(&self) -> nix::Result<Option<(u8, Vec<u8>)>> {
         let mut buf = vec![0u8; 8192];
+        let mut reset = false;
         loop {
             match nix::unistd::read(&self.0, &mut buf) {
                 Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::ECONNRESET) if !reset => reset = true,
+                Ok(0) if reset => return Err(nix::errno::Errno::ECONNRESET),
                 Err(e) => return Err(e),
                 Ok(0) => return Ok(None),
                 Ok(n) => return Ok(Some((buf[0], buf[1..n].to_vec()))),

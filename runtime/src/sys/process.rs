@@ -142,42 +142,19 @@ pub fn switch_user(p: &ProcessPlan) -> Result<()> {
         set(CapSet::Permitted, &permitted, "permitted")?;
         set(CapSet::Effective, &effective, "effective")?;
     }
-    // Cleared, then each wanted one raised: not caps::set, which probes
-    // and sets every capability the kernel knows one call at a time.
-    // SAFETY: plain prctl calls with integer arguments.
-    if unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        )
-    } != 0
-    {
-        return Err(Error::sys(
-            "process.capabilities.ambient: clearing the ambient set",
-            std::io::Error::last_os_error(),
-        ));
-    }
+    // Cleared, then each wanted one raised (one prctl each): not
+    // caps::set, which probes and sets every capability the kernel knows.
+    caps::clear(None, CapSet::Ambient).map_err(|e| {
+        Error::Init(format!(
+            "process.capabilities.ambient: clearing the ambient set: {e}"
+        ))
+    })?;
     for cap in &c.ambient {
-        let raise = libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong;
-        // SAFETY: as above.
-        if unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                raise,
-                cap.index() as libc::c_ulong,
-                0,
-                0,
-            )
-        } != 0
-        {
-            return Err(Error::Init(format!(
-                "process.capabilities.ambient: raising {cap} failed ({}): an ambient capability must be in the permitted and inheritable sets",
-                std::io::Error::last_os_error()
-            )));
-        }
+        caps::raise(None, CapSet::Ambient, *cap).map_err(|e| {
+            Error::Init(format!(
+                "process.capabilities.ambient: raising {cap} failed ({e}): an ambient capability must be in the permitted and inheritable sets"
+            ))
+        })?;
     }
     if p.no_new_privileges {
         nix::sys::prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS".into())?;
