@@ -598,6 +598,122 @@ fn layout_symlinks_in_the_root_cannot_reach_the_host() {
     assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0);
 }
 
+/// What a directory holds, recursively: names, kinds, modes and contents.
+fn snapshot(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        let mut line = format!(
+            "{} {:o}",
+            e.file_name().to_string_lossy(),
+            m.permissions().mode()
+        );
+        if m.is_file() {
+            line += &format!(" {:?}", std::fs::read_to_string(e.path()).unwrap());
+        }
+        out.push(line);
+        if m.is_dir() {
+            out.extend(snapshot(&e.path()).into_iter().map(|l| format!("  {l}")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The symlink-exchange race of CVE-2021-30465 (runc's mounts), turned
+/// on the work isoexec does by path in a task's root: the link-mode copy
+/// and delete's removal of it. Something else writing the same root (a
+/// task of another runtime instance on a shared task directory) swaps
+/// the directory `prepare` made, `/x`, with a symlink to a host directory
+/// holding a `y` of its own, back and forth with renameat2(RENAME_EXCHANGE),
+/// while tasks whose chroot_env copies a tree to `/x/y` run and are
+/// deleted. A copy or chmod that went by the path `/x/y` would land in the
+/// host's `y`, and a removal by path would delete it. The host directory
+/// must come out as it went in, whatever the runs themselves did.
+#[test]
+fn cve_2021_30465_a_swapped_in_symlink_never_leads_the_copy_or_its_removal_to_the_host() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = host_tree();
+    let bb = TempDir::new("isoexec-bb");
+    busybox_rootfs(bb.path());
+    let cfg = format!(
+        "chroot_mode = \"link\"\n[chroot_env]\n\"{}\" = \"/bin\"\n\"{}\" = \"/x/y\"\n",
+        bb.path().join("bin").display(),
+        host.path().display()
+    );
+    let iso = Isoexec::with_config(&cfg);
+    // Outside /tmp: the root's symlink to it must not loop into the root.
+    let victim = TempDir(std::path::PathBuf::from("/var/tmp").join(unique("isoexec-victim")));
+    std::fs::create_dir_all(victim.path().join("y")).unwrap();
+    std::fs::write(victim.path().join("y/canary"), "the host's\n").unwrap();
+    std::fs::set_permissions(
+        victim.path().join("y"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let before = snapshot(victim.path());
+
+    let b = Bundle::empty(&["/bin/true"], |c| c["root"]["readonly"] = json!(false));
+    let root = b.rootfs();
+    std::os::unix::fs::symlink(victim.path(), root.join("x.swap")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swaps = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attacker = {
+        let (stop, swaps) = (stop.clone(), swaps.clone());
+        let a =
+            std::ffi::CString::new(root.join("x").into_os_string().into_encoded_bytes()).unwrap();
+        let b = std::ffi::CString::new(root.join("x.swap").into_os_string().into_encoded_bytes())
+            .unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: renameat2 with two valid paths.
+                let r = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                if r == 0 {
+                    swaps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let mut ran = 0;
+    for _ in 0..30 {
+        let (_, _, code) = iso.run_bundle(&b, &[]);
+        ran += usize::from(code == 0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    attacker.join().unwrap();
+    assert!(
+        swaps.load(std::sync::atomic::Ordering::Relaxed) > 100,
+        "the attacker never got to swap"
+    );
+    assert_eq!(
+        snapshot(victim.path()),
+        before,
+        "the host directory changed"
+    );
+    // Without the attacker, the same task runs and leaves the root as the
+    // attacker left it.
+    if std::fs::symlink_metadata(root.join("x")).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::rename(root.join("x"), root.join("x.tmp")).unwrap();
+        std::fs::rename(root.join("x.swap"), root.join("x")).unwrap();
+        std::fs::rename(root.join("x.tmp"), root.join("x.swap")).unwrap();
+    }
+    let left = b.root_entries();
+    let (out, err, code) = iso.run_bundle(&b, &[]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert_eq!(b.root_entries(), left);
+    eprintln!("{ran} of 30 runs under attack succeeded");
+}
+
 #[test]
 fn tasks_cannot_read_the_operators_session_keys() {
     // The attack: a task (root, or any user, through possession) reads the

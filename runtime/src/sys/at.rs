@@ -187,6 +187,40 @@ impl Root {
     }
 }
 
+/// Removes `rel` (a path below `root`), reached one directory at a time
+/// without following any symlink: when a component on the way is no
+/// longer a directory (a task swapped it for a symlink), nothing is
+/// removed. A directory goes when it is empty, or with its content when
+/// `tree` (never descending through a symlink); anything else goes when
+/// `tree` or when it is an empty file (a mount point).
+pub fn remove_in(root: BorrowedFd, rel: &Path, tree: bool) -> io::Result<()> {
+    let mut comps = clean(rel);
+    let name = comps
+        .pop()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut walked: Option<OwnedFd> = None;
+    for c in &comps {
+        let at = walked.as_ref().map_or(root, |d| d.as_fd());
+        walked = Some(open_child(at, c, libc::O_DIRECTORY)?);
+    }
+    let dir = walked.as_ref().map_or(root, |d| d.as_fd());
+    let st = nix::sys::stat::fstatat(
+        dir,
+        name.as_os_str(),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?;
+    use nix::unistd::UnlinkatFlags::{NoRemoveDir, RemoveDir};
+    let unlink = |how| nix::unistd::unlinkat(dir, name.as_os_str(), how).map_err(io::Error::from);
+    match st.st_mode & libc::S_IFMT {
+        // The name is taken relative to the descriptor and opened with
+        // O_NOFOLLOW; the walk below it goes by descriptor too.
+        libc::S_IFDIR if tree => std::fs::remove_dir_all(fd_path(dir).join(&name)),
+        libc::S_IFDIR => unlink(RemoveDir),
+        _ if tree || st.st_size == 0 => unlink(NoRemoveDir),
+        _ => Ok(()),
+    }
+}
+
 /// mount(2) onto a descriptor (`/proc/self/fd/N`): for a mount whose
 /// flags are all given at once (a new filesystem, a bind without flags)
 /// and that nothing changes afterwards. One system call.

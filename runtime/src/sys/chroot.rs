@@ -6,9 +6,10 @@
 //! layers), recording it for `cleanup`. `mount` runs in the task's own mount
 //! namespace before pivot_root: its mounts die with the namespace.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
@@ -179,6 +180,19 @@ fn prepare_into(
     let hidden_host = expand_hidden(&plan.hide);
     let mut skip = vec![root_canon.as_path(), state_root];
     skip.extend(hidden_host.iter().map(PathBuf::as_path));
+    // Where each hidden path really is, found once for all the entries
+    // (a hidden name that is a symlink shows only its name: what it
+    // points to is hidden where a pattern names it; a mount would follow
+    // it).
+    let hidden_real: Vec<PathBuf> = if plan.mode == ChrootMode::Link {
+        Vec::new()
+    } else {
+        hidden_host
+            .iter()
+            .filter(|h| fs::symlink_metadata(h).is_ok_and(|m| !m.file_type().is_symlink()))
+            .map(|h| fs::canonicalize(h).unwrap_or_else(|_| h.clone()))
+            .collect()
+    };
     for (i, (host, task)) in plan.entries.iter().enumerate() {
         let meta = match fs::metadata(host) {
             Ok(m) => m,
@@ -225,8 +239,13 @@ fn prepare_into(
                 target = at::host_path(dir.as_fd())
                     .ctx(|| task.display().to_string())?
                     .join(&name);
-                let existed = fs::symlink_metadata(&target).is_ok();
-                link_tree(host, &target, &Skip { paths: &skip })?;
+                let existed = nix::sys::stat::fstatat(
+                    &dir,
+                    name.as_os_str(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .is_ok();
+                link_tree(host, dir.as_fd(), &name, &Skip { paths: &skip })?;
                 if !existed {
                     p.created.push(Created {
                         path: target.clone(),
@@ -235,20 +254,14 @@ fn prepare_into(
                 }
             }
         }
-        if plan.mode != ChrootMode::Link {
+        if !hidden_real.is_empty() {
             // Link mode never copied them; the others show the host's
             // directory, so the matches are masked in the task.
-            // (A symlink shows only its name: what it points to is hidden
-            // where a pattern names it; a mount would follow it.)
             // Compared where they really are: `/bin/ls` of a merged /usr
             // is /usr/bin/ls, masked in the /usr entry (/bin being its
             // twin, the same directory in the task).
             let host_real = fs::canonicalize(host).unwrap_or_else(|_| host.clone());
-            for h in hidden_host
-                .iter()
-                .filter(|h| fs::symlink_metadata(h).is_ok_and(|m| !m.file_type().is_symlink()))
-            {
-                let real = fs::canonicalize(h).unwrap_or_else(|_| h.clone());
+            for real in &hidden_real {
                 if let Ok(rel) = real.strip_prefix(&host_real) {
                     p.hidden.push(target.join(rel));
                 }
@@ -324,6 +337,8 @@ fn twin_link(
 /// itself hidden, not what it points to).
 fn expand_hidden(patterns: &[String]) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // Each directory read once: the defaults glob /etc twice.
+    let mut listed: std::collections::HashMap<PathBuf, Vec<String>> = Default::default();
     for pat in patterns {
         let mut found = vec![PathBuf::from("/")];
         for comp in pat.split('/').filter(|c| !c.is_empty()) {
@@ -336,18 +351,25 @@ fn expand_hidden(patterns: &[String]) -> Vec<PathBuf> {
                     }
                     continue;
                 }
-                if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
-                    continue;
-                }
-                let Ok(entries) = fs::read_dir(dir) else {
-                    continue;
-                };
-                let mut names: Vec<String> = entries
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .filter(|n| crate::driver::glob_match(comp, n))
-                    .collect();
-                names.sort();
-                next.extend(names.into_iter().map(|n| dir.join(n)));
+                let names = listed.entry(dir.clone()).or_insert_with(|| {
+                    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+                        return Vec::new();
+                    }
+                    let Ok(entries) = fs::read_dir(dir) else {
+                        return Vec::new();
+                    };
+                    let mut names: Vec<String> = entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .collect();
+                    names.sort();
+                    names
+                });
+                next.extend(
+                    names
+                        .iter()
+                        .filter(|n| crate::driver::glob_match(comp, n))
+                        .map(|n| dir.join(n)),
+                );
             }
             found = next;
         }
@@ -388,47 +410,87 @@ fn record(p: &mut Prepared, made: Vec<PathBuf>, last_is_tree: bool) {
 /// The exec driver's copy: hardlink every file (copy across filesystems),
 /// recreate symlinks, skip devices, sockets and fifos, and never descend
 /// into the task's root or the runtime's state.
-pub fn link_tree(src: &Path, dst: &Path, skip: &Skip) -> Result<()> {
+///
+/// The copy is made as `name` in the directory `dir` of the task's root,
+/// and below it by descriptor only: each directory it makes is opened
+/// without following a symlink before anything goes into it, files are
+/// linked or created exclusively relative to that descriptor. Another
+/// task on the same root swapping a directory for a symlink to a host
+/// path gets an error, not a copy (or a chmod) in the host's directory.
+pub fn link_tree(src: &Path, dir: BorrowedFd, name: &OsStr, skip: &Skip) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::sys::stat::Mode;
     if skip.paths.contains(&src) {
         return Ok(());
     }
+    let dst = || at::fd_path(dir).join(name).display().to_string();
     let meta = fs::symlink_metadata(src).ctx(|| format!("reading {}", src.display()))?;
     let ft = meta.file_type();
+    let made = |r: nix::Result<()>, what: &str| match r {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(Error::sys(
+            format!("{what} {}", dst()),
+            std::io::Error::from(e),
+        )),
+    };
     if ft.is_symlink() {
         let target = fs::read_link(src).ctx(|| format!("readlink {}", src.display()))?;
-        match symlink(&target, dst) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::sys(format!("symlink {}", dst.display()), e))
-            }
-            _ => {}
-        }
+        made(nix::unistd::symlinkat(&target, dir, name), "symlink")?;
     } else if ft.is_dir() {
-        match fs::create_dir(dst) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::sys(format!("mkdir {}", dst.display()), e))
-            }
-            _ => {}
-        }
-        fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .ctx(|| format!("chmod {}", dst.display()))?;
-        let _ = std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()));
+        made(
+            nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o700)),
+            "mkdir",
+        )?;
+        let sub = at::open_child(dir, name, libc::O_DIRECTORY).ctx(dst)?;
+        let sub_path = at::fd_path(sub.as_fd());
+        fs::set_permissions(&sub_path, fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .ctx(|| format!("chmod {}", dst()))?;
+        let _ = nix::unistd::chown(&sub_path, Some(meta.uid().into()), Some(meta.gid().into()));
         let entries = fs::read_dir(src).ctx(|| format!("reading {}", src.display()))?;
         for e in entries {
             let e = e.ctx(|| format!("reading {}", src.display()))?;
-            link_tree(&e.path(), &dst.join(e.file_name()), skip)?;
+            link_tree(&e.path(), sub.as_fd(), &e.file_name(), skip)?;
         }
     } else if ft.is_file() {
-        match fs::hard_link(src, dst) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        let linked = nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            src,
+            dir,
+            name,
+            nix::fcntl::AtFlags::empty(),
+        );
+        match linked {
+            Ok(()) | Err(Errno::EEXIST) => {}
             // Another filesystem, or a file hardlinks may not reach: copy.
             Err(_) => {
-                fs::copy(src, dst).ctx(|| format!("copying {}", src.display()))?;
-                let _ = std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()));
+                copy_at(src, &meta, dir, name).ctx(|| format!("copying {}", src.display()))?
             }
         }
     }
     // Devices, sockets and fifos are not part of a task's root.
+    Ok(())
+}
+
+/// A copy of the host file `src` made as `name` in `dir`: created
+/// exclusively, never through a symlink, never truncating what is there.
+fn copy_at(src: &Path, meta: &fs::Metadata, dir: BorrowedFd, name: &OsStr) -> std::io::Result<()> {
+    use nix::fcntl::OFlag;
+    let mut from = fs::File::open(src)?;
+    let to = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777),
+    );
+    let to = match to {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::EEXIST) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut to = fs::File::from(to);
+    std::io::copy(&mut from, &mut to)?;
+    to.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    let _ = nix::unistd::fchown(&to, Some(meta.uid().into()), Some(meta.gid().into()));
     Ok(())
 }
 
@@ -605,40 +667,24 @@ fn mount_disk(dir: &Path, mb: u64) -> Result<OwnedFd> {
     Ok(disk)
 }
 
-/// Removes what `prepare` created, innermost first. Paths that no longer
-/// lead inside `root` (a task may have replaced a directory with a symlink)
-/// are left alone.
+/// Removes what `prepare` created, innermost first, each reached from
+/// the root's descriptor one directory at a time: what no longer leads
+/// inside `root` by directories alone (a task may have replaced one with
+/// a symlink) is left alone.
 pub fn cleanup(root: &Path, created: &[Created]) {
-    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let Ok(r) = Root::open(root) else {
+        return;
+    };
+    let Ok(root) = at::host_path(r.fd()) else {
+        return;
+    };
     // Deepest first: lists handed down from other tasks on the same root
     // are not in creation order (a child can come before its parent).
     let mut order: Vec<&Created> = created.iter().rev().collect();
     order.sort_by_key(|c| std::cmp::Reverse(c.path.components().count()));
     for c in order {
-        let inside = c
-            .path
-            .parent()
-            .and_then(|p| fs::canonicalize(p).ok())
-            .is_some_and(|p| p.starts_with(&root));
-        if !inside {
-            continue;
+        if let Ok(rel) = c.path.strip_prefix(&root) {
+            let _ = at::remove_in(r.fd(), rel, c.tree);
         }
-        let Ok(meta) = fs::symlink_metadata(&c.path) else {
-            continue;
-        };
-        let _ = if meta.is_dir() {
-            if c.tree {
-                fs::remove_dir_all(&c.path)
-            } else {
-                fs::remove_dir(&c.path)
-            }
-        } else {
-            // A mount point file is empty; a link-mode symlink is ours.
-            if c.tree || meta.len() == 0 {
-                fs::remove_file(&c.path)
-            } else {
-                Ok(())
-            }
-        };
     }
 }
