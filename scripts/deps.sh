@@ -37,6 +37,15 @@ if command -v python3 >/dev/null 2>&1 && pip_need; then
         { echo "deps: pip could not install ${pkgs[*]}" >&2; exit 1; }
 fi
 
+# The command line and the shim are built for musl (scripts/musl-bins.sh):
+# Rust's musl target, from rustup. Without it they stay glibc builds.
+musl=$(uname -m)-unknown-linux-musl
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+    echo "deps: adding the Rust target $musl (rustup)" >&2
+    rustup target add "$musl" >/dev/null 2>&1 ||
+        echo "deps: rustup could not add $musl: isoexec and the shim will be glibc builds" >&2
+fi
+
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -10,7 +10,7 @@ cargo=${CARGO:-cargo}
 mapfile -t bins < <($cargo test -p isoexec-tests --no-run --message-format=json 2>/dev/null |
     grep '"profile":{[^}]*"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 [ ${#bins[@]} -gt 0 ] || { echo "test-v2: no integration test binaries were built" >&2; exit 1; }
-export ISOEXEC_BIN_DIR=${ISOEXEC_BIN_DIR:-$PWD/target/debug}
+export ISOEXEC_BIN_DIR=${ISOEXEC_BIN_DIR:-$PWD/target/test-bin}
 script='rc=0; n=$1; shift; bins=("${@:1:n}"); shift "$n"
 for t in "${bins[@]}"; do echo "v2-guest: running ${t##*/}"; "$t" --color never "$@" || rc=1; done
 exit $rc'

@@ -27,6 +27,11 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 /// Parses the text of a config.json (`path` names it in errors, with the
 /// field a wrong value is at: `process.user.uid: invalid type: ...`).
 pub fn parse(path: &Path, text: &[u8]) -> Result<Spec> {
+    // Tracking the path costs on every field; only a bad spec needs it, so
+    // it is parsed again with it for the error.
+    if let Ok(spec) = serde_json::from_slice(text) {
+        return Ok(spec);
+    }
     let de = &mut serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();

@@ -1331,25 +1331,28 @@ pub fn to_kernel_cap(field: &str, c: oci_spec::runtime::Capability) -> Result<ca
         .map_err(|_| Error::invalid(field, format!("unknown capability {name}")))
 }
 
+// The casts are needed with musl only.
+#[allow(clippy::unnecessary_cast)]
 fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> u32 {
     use oci_spec::runtime::PosixRlimitType as T;
+    // (The libc type differs: u32 with glibc, c_int with musl.)
     match t {
-        T::RlimitCpu => libc::RLIMIT_CPU,
-        T::RlimitFsize => libc::RLIMIT_FSIZE,
-        T::RlimitData => libc::RLIMIT_DATA,
-        T::RlimitStack => libc::RLIMIT_STACK,
-        T::RlimitCore => libc::RLIMIT_CORE,
-        T::RlimitRss => libc::RLIMIT_RSS,
-        T::RlimitNproc => libc::RLIMIT_NPROC,
-        T::RlimitNofile => libc::RLIMIT_NOFILE,
-        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        T::RlimitAs => libc::RLIMIT_AS,
-        T::RlimitLocks => libc::RLIMIT_LOCKS,
-        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        T::RlimitNice => libc::RLIMIT_NICE,
-        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
-        T::RlimitRttime => libc::RLIMIT_RTTIME,
+        T::RlimitCpu => libc::RLIMIT_CPU as u32,
+        T::RlimitFsize => libc::RLIMIT_FSIZE as u32,
+        T::RlimitData => libc::RLIMIT_DATA as u32,
+        T::RlimitStack => libc::RLIMIT_STACK as u32,
+        T::RlimitCore => libc::RLIMIT_CORE as u32,
+        T::RlimitRss => libc::RLIMIT_RSS as u32,
+        T::RlimitNproc => libc::RLIMIT_NPROC as u32,
+        T::RlimitNofile => libc::RLIMIT_NOFILE as u32,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK as u32,
+        T::RlimitAs => libc::RLIMIT_AS as u32,
+        T::RlimitLocks => libc::RLIMIT_LOCKS as u32,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING as u32,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE as u32,
+        T::RlimitNice => libc::RLIMIT_NICE as u32,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO as u32,
+        T::RlimitRttime => libc::RLIMIT_RTTIME as u32,
     }
 }
 

@@ -89,7 +89,9 @@ fn template_translates_completely() {
     assert_eq!(
         p.process.rlimits,
         [Rlimit {
-            resource: libc::RLIMIT_NOFILE,
+            // (u32 with glibc already, c_int with musl.)
+            #[allow(clippy::unnecessary_cast)]
+            resource: libc::RLIMIT_NOFILE as u32,
             soft: 1024,
             hard: 1024
         }]

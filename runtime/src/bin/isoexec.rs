@@ -1,6 +1,13 @@
 //! `isoexec`: a runc-compatible OCI runtime command line. Only argument
 //! parsing and output live here; the engine does the work.
 
+/// The command line is one thread that lives a few milliseconds: in a
+/// musl build, dlmalloc instead of musl's allocator, which maps and unmaps
+/// memory on most of the runtime's allocations.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -170,7 +170,7 @@ pub fn open_namespace(
         return Err(not_ns());
     }
     // SAFETY: an ioctl without arguments on the open descriptor.
-    let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+    let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as libc::Ioctl) };
     if ty < 0 || ty as i64 != kind.clone_flag().bits() as i64 {
         return Err(not_ns());
     }

@@ -11,6 +11,20 @@ use libseccomp::{
 use crate::error::{Error, Result};
 use crate::seccomp::{Action, CmpOp, SeccompPlan};
 
+/// Debian's static libseccomp is built against glibc with _FORTIFY_SOURCE,
+/// and its PFC text export (`seccomp_export_pfc`, which isoexec never
+/// calls) prints with glibc's fortified `__fprintf_chk`; musl has none. In
+/// a musl build this stands in for it and prints nothing.
+#[cfg(target_env = "musl")]
+#[no_mangle]
+pub extern "C" fn __fprintf_chk(
+    _stream: *mut libc::c_void,
+    _flag: libc::c_int,
+    _format: *const libc::c_char,
+) -> libc::c_int {
+    -1
+}
+
 fn action(a: Action) -> ScmpAction {
     match a {
         Action::KillThread => ScmpAction::KillThread,
