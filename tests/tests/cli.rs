@@ -650,6 +650,16 @@ fn cpu_limits_written_to_the_cgroup() {
         "/sys/fs/cgroup/pids/pids.max"
     };
     assert_eq!(iso.ok(&["exec", &id, "cat", own]), "50\n");
+    // Read-only, every controller's directory: the task cannot raise its
+    // own limits.
+    let out = iso.run(&["exec", &id, "sh", "-c", &format!("echo 1000 > {own}")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(iso.ok(&["exec", &id, "cat", own]), "50\n");
 
     // update changes the limits in place.
     let res = b.path().join("res.json");

@@ -253,18 +253,31 @@ fn mount_cgroups(dest: BorrowedFd, flags: MsFlags, cgroups: &CgroupView) -> Resu
         fs::create_dir(&target).ctx(|| format!("mkdir {name} in the cgroup tmpfs"))?;
         mount(Some(dir), &target, NONE, MsFlags::MS_BIND, NONE)
             .ctx(|| format!("bind {}", dir.display()))?;
-        mount(
-            NONE,
-            &target,
-            NONE,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | base,
-            NONE,
-        )
-        .ctx(|| format!("remount {} with {:?}", dir.display(), flags | base))?;
     }
-    if flags.contains(MsFlags::MS_RDONLY) {
-        at::set_flags(tmpfs.as_fd(), base | MsFlags::MS_RDONLY, false)
-            .ctx(|| "read-only cgroup tmpfs".into())?;
+    // The tmpfs and every bind in it get the flags in one call
+    // (mount_setattr, AT_RECURSIVE); before Linux 5.12, one remount each.
+    match at::set_flags(tmpfs.as_fd(), base | flags, true) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            for (name, dir) in cgroups.dirs {
+                mount(
+                    NONE,
+                    &inside.join(name),
+                    NONE,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | base,
+                    NONE,
+                )
+                .ctx(|| format!("remount {} with {:?}", dir.display(), flags | base))?;
+            }
+            mount(
+                NONE,
+                &inside,
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | base,
+                NONE,
+            )
+            .ctx(|| format!("remount the cgroup tmpfs with {:?}", flags | base))?;
+        }
+        r => r.ctx(|| format!("the cgroup mounts with {:?}", flags | base))?,
     }
     Ok(tmpfs)
 }
