@@ -35,6 +35,8 @@ pub struct InitArgs<'a> {
     pub chroot: Option<(&'a ChrootPlan, &'a Prepared)>,
     /// Standard input, output and error, when not the caller's own.
     pub stdio: Option<[RawFd; 3]>,
+    /// The new namespaces the init makes itself, before anything else.
+    pub unshare: CloneFlags,
 }
 
 /// Body of the container's init. Never returns.
@@ -126,6 +128,9 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
                 .ctx(|| format!("opening {}", p.display()))
         })
         .transpose()?;
+    if !args.unshare.is_empty() {
+        unshare(args.unshare).ctx(|| format!("unshare {:?}", args.unshare))?;
+    }
 
     // In a new user namespace, wait for the runtime to write its mappings
     // (and send the chroot_env's idmapped trees).
