@@ -423,7 +423,14 @@ pub fn link_tree(src: &Path, dir: BorrowedFd, name: &OsStr, skip: &Skip) -> Resu
     if skip.paths.contains(&src) {
         return Ok(());
     }
-    let dst = || at::fd_path(dir).join(name).display().to_string();
+    // For errors: where it is on the host.
+    let dst = || {
+        at::host_path(dir)
+            .unwrap_or_else(|_| at::fd_path(dir))
+            .join(name)
+            .display()
+            .to_string()
+    };
     let meta = fs::symlink_metadata(src).ctx(|| format!("reading {}", src.display()))?;
     let ft = meta.file_type();
     let made = |r: nix::Result<()>, what: &str| match r {
