@@ -272,8 +272,8 @@ pub fn gather_with(driver: &crate::config::DriverConfig) -> Fingerprint {
 /// check (what every create asks; a create whose device program the kernel
 /// refuses fails on its own).
 pub fn gather_controllers() -> Fingerprint {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").ok();
+    let read = |p: &str| crate::sys::read_proc(p).unwrap_or_default();
+    let v2 = crate::sys::read_proc("/sys/fs/cgroup/cgroup.controllers").ok();
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     evaluate(

@@ -146,7 +146,7 @@ impl Container {
 
     /// True while the init (this very process, not a reuse of its pid) lives.
     pub fn init_alive(&self) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.state.pid)) else {
+        let Ok(stat) = sys::read_proc(format!("/proc/{}/stat", self.state.pid)) else {
             return false;
         };
         match sys::parse_stat(&stat) {

@@ -425,10 +425,20 @@ pub fn join_cgroup(v2: bool, dirs: &[(String, PathBuf)]) -> std::io::Result<()> 
     Ok(())
 }
 
+/// A small file of the kernel's (/proc, /sys), read in one or two calls:
+/// they report a size of 0, so `fs::read_to_string` starts with a 32-byte
+/// read and doubles from there (8 reads for a mountinfo of 1.5 KB).
+pub fn read_proc(path: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = String::with_capacity(16 << 10);
+    std::fs::File::open(path)?.read_to_string(&mut s)?;
+    Ok(s)
+}
+
 /// Start time of a process in clock ticks since boot (field 22 of
 /// /proc/PID/stat): with the pid, it names a process unambiguously.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&stat).map(|(_, start)| start)
 }
 

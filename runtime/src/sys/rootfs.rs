@@ -64,7 +64,7 @@ pub fn bind_root(plan: &Plan) -> Result<()> {
 /// /proc/self/mountinfo that contains it).
 fn mount_point_of(path: &Path) -> Result<PathBuf> {
     let path = fs::canonicalize(path).ctx(|| path.display().to_string())?;
-    let info = fs::read_to_string("/proc/self/mountinfo").ctx(|| "/proc/self/mountinfo".into())?;
+    let info = super::read_proc("/proc/self/mountinfo").ctx(|| "/proc/self/mountinfo".into())?;
     let best = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
