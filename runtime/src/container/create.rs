@@ -300,27 +300,29 @@ fn spawn(
     let joins: Vec<(NsKind, std::os::fd::BorrowedFd)> =
         around.iter().map(|(k, fd)| (*k, fd.as_fd())).collect();
 
-    // In a user namespace joined by path, the init makes its other
-    // namespaces itself once it is in it (so they belong to it); a time
-    // namespace applies to children, so it comes with the fork.
-    let joined_userns = plan.namespaces.join.iter().any(|(k, _)| *k == NsKind::User);
-    let mut flags = nix::sched::CloneFlags::empty();
-    for k in &plan.namespaces.new {
-        if *k != NsKind::Cgroup && (!joined_userns || *k == NsKind::Time) {
-            flags |= k.clone_flag();
-        }
-    }
-    // Without a user namespace the init makes its new namespaces itself,
-    // first thing, but for the pid namespace (only a fork enters it) and
-    // the time namespace (it applies to children): the clone returns
-    // at once, and this process makes the cgroup while the init makes its
-    // network namespace, the slowest to make (~0.4 ms).
-    let in_init = if plan.userns.is_none() && !joined_userns {
-        flags - (NsKind::Pid.clone_flag() | NsKind::Time.clone_flag())
+    // Unless a new user namespace comes with the clone, the init makes its
+    // new namespaces itself (unshare), but for the pid namespace (only a
+    // fork enters it) and the time namespace (it applies to children):
+    // - in a user namespace joined by path, once it is in it, so that
+    //   they belong to it;
+    // - without one, so that the clone returns at once and this process
+    //   makes the cgroup while the init makes its network namespace, the
+    //   slowest to make (~0.4 ms).
+    // (The cgroup namespace is the init's, once it is in its cgroup; a
+    // joined user namespace comes without a new pid namespace, the plan
+    // refuses the two together.)
+    let new = plan
+        .namespaces
+        .new
+        .iter()
+        .filter(|k| **k != NsKind::Cgroup)
+        .fold(nix::sched::CloneFlags::empty(), |f, k| f | k.clone_flag());
+    let in_init = if plan.userns.is_none() {
+        new - (NsKind::Pid.clone_flag() | NsKind::Time.clone_flag())
     } else {
         nix::sched::CloneFlags::empty()
     };
-    let flags = flags - in_init;
+    let flags = new - in_init;
     crate::debug::phase("create: clone");
     let (parent_end, child_end) = SyncSocket::pair().ctx(|| "socketpair".into())?;
     // Where the init records its steps: if it dies, the error says where.

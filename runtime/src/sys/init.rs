@@ -35,7 +35,8 @@ pub struct InitArgs<'a> {
     pub chroot: Option<(&'a ChrootPlan, &'a Prepared)>,
     /// Standard input, output and error, when not the caller's own.
     pub stdio: Option<[RawFd; 3]>,
-    /// The new namespaces the init makes itself, before anything else.
+    /// The new namespaces the init makes itself, once it has joined those
+    /// given by path.
     pub unshare: CloneFlags,
 }
 
@@ -128,9 +129,6 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
                 .ctx(|| format!("opening {}", p.display()))
         })
         .transpose()?;
-    if !args.unshare.is_empty() {
-        unshare(args.unshare).ctx(|| format!("unshare {:?}", args.unshare))?;
-    }
 
     // In a new user namespace, wait for the runtime to write its mappings
     // (and send the chroot_env's idmapped trees).
@@ -168,16 +166,10 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
             ))
         })?;
     }
-    // In a user namespace joined by path, the namespaces the init makes
-    // are made now, inside it (they belong to it).
-    if plan.namespaces.join.iter().any(|(k, _)| *k == NsKind::User) {
-        let mut flags = CloneFlags::empty();
-        for k in &plan.namespaces.new {
-            if !matches!(k, NsKind::Cgroup | NsKind::Time | NsKind::Pid) {
-                flags |= k.clone_flag();
-            }
-        }
-        unshare(flags).ctx(|| "unshare in the joined user namespace".into())?;
+    // The new namespaces the clone did not make: after the joins (in a
+    // joined user namespace, they belong to it).
+    if !args.unshare.is_empty() {
+        unshare(args.unshare).ctx(|| format!("unshare {:?}", args.unshare))?;
     }
     if plan.new_session_keyring {
         process::join_new_session_keyring()?;

@@ -258,24 +258,21 @@ fn mount_cgroups(dest: BorrowedFd, flags: MsFlags, cgroups: &CgroupView) -> Resu
     // (mount_setattr, AT_RECURSIVE); before Linux 5.12, one remount each.
     match at::set_flags(tmpfs.as_fd(), base | flags, true) {
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-            for (name, dir) in cgroups.dirs {
+            let binds = cgroups
+                .dirs
+                .iter()
+                .map(|(name, dir)| (inside.join(name), dir.display().to_string()));
+            let tmpfs = (inside.clone(), "the cgroup tmpfs".to_string());
+            for (target, what) in binds.chain([tmpfs]) {
                 mount(
                     NONE,
-                    &inside.join(name),
+                    &target,
                     NONE,
                     MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | base,
                     NONE,
                 )
-                .ctx(|| format!("remount {} with {:?}", dir.display(), flags | base))?;
+                .ctx(|| format!("remount {what} with {:?}", flags | base))?;
             }
-            mount(
-                NONE,
-                &inside,
-                NONE,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | base,
-                NONE,
-            )
-            .ctx(|| format!("remount the cgroup tmpfs with {:?}", flags | base))?;
         }
         r => r.ctx(|| format!("the cgroup mounts with {:?}", flags | base))?,
     }
