@@ -41,6 +41,11 @@ static void say(const char *file, const char *fmt, const char *what, int err)
 	rename(tmp, file);
 }
 
+/* 1: started as "/proc/self/exe"; 0: as anything else; -1: not known yet.
+ * A process in the middle of an execve has its new exe, is dumpable
+ * again, and has no command line until the kernel has laid out its new
+ * stack: it is looked at again on the next pass, not taken for a runtime
+ * process that has not exec'd (whose command line is its parent's). */
 static int started_as_exe(int pid)
 {
 	char path[64], buf[64];
@@ -51,7 +56,7 @@ static int started_as_exe(int pid)
 	ssize_t n = read(fd, buf, sizeof buf - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return -1;
 	buf[n] = 0;
 	return strcmp(buf, "/proc/self/exe") == 0;
 }
@@ -81,7 +86,10 @@ int main(int argc, char **argv)
 			int pid = atoi(e->d_name);
 			if (pid <= 1 || pid == self || pid >= (1 << 22))
 				continue;
-			if (!started_as_exe(pid)) {
+			int as_exe = started_as_exe(pid);
+			if (as_exe < 0)
+				continue;
+			if (!as_exe) {
 				if (seen[pid])
 					continue;
 				seen[pid] = 1;
