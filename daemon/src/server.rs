@@ -286,7 +286,10 @@ impl Daemon {
     /// Signal, grace period, SIGKILL; returns once the task has exited.
     async fn stop(&self, id: &str, sig: Signal, grace: Duration) -> Result<(), Status> {
         match self.sup.state(id, None).map_err(status)?.state {
-            State::Stopped => return Ok(()),
+            State::Stopped => {
+                self.exit_recorded(id).await;
+                return Ok(());
+            }
             State::Created => {
                 // Never started: nothing to wait for but the init's end.
                 let _ = self.sup.kill(id, None, Signal::SIGKILL, true);
@@ -308,6 +311,13 @@ impl Daemon {
         let _ = self.sup.kill(id, None, Signal::SIGKILL, true);
         self.sup.wait(id, None).await.map_err(status)?;
         Ok(())
+    }
+
+    /// Waits until the exit of a task whose init the kernel reports dead is
+    /// recorded: the reaper may be a step behind, and delete needs the exit.
+    /// Bounded, so a lost exit fails the delete by name instead of hanging.
+    async fn exit_recorded(&self, id: &str) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.sup.wait(id, None)).await;
     }
 
     /// Stops `tasks` together: one grace period for all, not one each.
@@ -738,10 +748,14 @@ impl RuntimeService for Arc<Daemon> {
     ) -> Result<Response<RemoveTaskResponse>, Status> {
         let id = req.into_inner().task_id;
         self.task_record(&id)?;
-        if self.sup.state(&id, None).map_err(status)?.state == State::Running {
-            return Err(Status::failed_precondition(format!(
-                "task {id} is running: stop it first"
-            )));
+        match self.sup.state(&id, None).map_err(status)?.state {
+            State::Running => {
+                return Err(Status::failed_precondition(format!(
+                    "task {id} is running: stop it first"
+                )))
+            }
+            State::Stopped => self.exit_recorded(&id).await,
+            _ => {}
         }
         self.drop_task(&id)?;
         Ok(Response::new(RemoveTaskResponse {}))

@@ -1218,6 +1218,32 @@ fn isoexecctl_drives_the_api_from_a_shell() {
     assert_clean(&d, &[]);
 }
 
+/// A sandbox removed the moment its task exits: the kernel has the init
+/// dead before the daemon's reaper has its exit, and the removal must wait
+/// for that instead of calling the task running (it did, about one run in
+/// sixteen).
+#[test]
+fn a_sandbox_removed_as_its_task_exits_goes_at_once() {
+    let d = Daemon::start();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let sb = format!("q{i}");
+        for args in [
+            &["sandbox", "run", sb.as_str()][..],
+            &["run", &sb, "t", "--", "/bin/true"],
+            &["sandbox", "rm", &sb],
+        ] {
+            let o = d.ctl(args);
+            assert!(o.status.success(), "isoexecctl {args:?}: {}", stderr(&o));
+        }
+        tasks.push(Task {
+            id: format!("{sb}.t"),
+            ..Default::default()
+        });
+    }
+    assert_clean(&d, &tasks);
+}
+
 #[test]
 fn generic_grpc_tools_discover_the_api_by_reflection_on_a_private_socket() {
     use std::os::unix::fs::PermissionsExt;
