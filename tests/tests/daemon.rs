@@ -505,13 +505,24 @@ async fn attached(
         "{first:?}"
     );
     if let Some((w, h)) = resize {
-        // After the first size is printed.
-        let m = resp.message().await.expect("output").expect("a message");
+        // After the first size is printed: the command's first two lines
+        // (the tty's name, then its size), however slowly they come.
         let mut got: HashMap<bool, Vec<u8>> = HashMap::new();
-        if let Some(exec_response::Response::Stdout(b)) = m.response {
-            got.entry(false).or_default().extend(b);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while got
+            .get(&false)
+            .map_or(0, |o| o.iter().filter(|b| **b == b'\n').count())
+            < 2
+        {
+            let m = tokio::time::timeout_at(deadline, resp.message())
+                .await
+                .expect("the first size in time")
+                .expect("output")
+                .expect("a message");
+            if let Some(exec_response::Response::Stdout(b)) = m.response {
+                got.entry(false).or_default().extend(b);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
         tx.send(req(exec_request::Request::Resize(TerminalSize {
             width: w,
             height: h,
