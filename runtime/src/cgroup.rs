@@ -180,6 +180,30 @@ impl CgroupManager {
         self.cg.v2()
     }
 
+    /// The warning of a task whose host lacks a controller that resource
+    /// controls need (as the exec driver, it then runs without them), from
+    /// the hierarchies this cgroup already knows: on v1 its controllers'
+    /// mounts, on v2 the root's cgroup.controllers. Found once per process:
+    /// the host's controllers do not come and go under a running shim or
+    /// daemon.
+    pub fn resource_warning(&self) -> Option<String> {
+        static WARNING: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        WARNING
+            .get_or_init(|| {
+                use crate::fingerprint::resource_warning_of;
+                if self.is_v2() {
+                    let root = crate::sys::read_proc("/sys/fs/cgroup/cgroup.controllers")
+                        .unwrap_or_default();
+                    resource_warning_of(2, &[], &root.split_whitespace().collect::<Vec<_>>())
+                } else {
+                    let dirs = self.dirs();
+                    let v1: Vec<&str> = dirs.iter().map(|(name, _)| name.as_str()).collect();
+                    resource_warning_of(1, &v1, &[])
+                }
+            })
+            .clone()
+    }
+
     /// Applies limits one by one; the kernel's refusal of one comes back
     /// naming the spec field and the value.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {

@@ -74,13 +74,40 @@ impl Fingerprint {
 
     /// The one warning every task start gives while resource controls are off.
     pub fn resource_warning(&self) -> Option<String> {
-        (!self.resource_controls && self.detected).then(|| {
-            format!(
-                "resource controls disabled: cgroup controllers missing: {} (see `isoexec fingerprint`)",
-                self.required_missing.join(", ")
-            )
-        })
+        (!self.resource_controls && self.detected).then(|| missing_warning(&self.required_missing))
     }
+}
+
+fn missing_warning(missing: &[String]) -> String {
+    format!(
+        "resource controls disabled: cgroup controllers missing: {} (see `isoexec fingerprint`)",
+        missing.join(", ")
+    )
+}
+
+/// Whether controller `c` is there: on v1 among `v1` (enabled and
+/// mounted), on v2 listed by the root's cgroup.controllers (`v2`) or part
+/// of the core.
+fn present(cgroup_version: u8, c: &str, v1: &[&str], v2: &[&str]) -> bool {
+    match cgroup_version {
+        // v2's io is v1's blkio.
+        2 => v2.contains(&c) || V2_BUILTIN.contains(&c) || (c == "blkio" && v2.contains(&"io")),
+        1 => v1.contains(&c),
+        _ => false,
+    }
+}
+
+/// The warning a task start gives, from what its cgroup's hierarchies
+/// show (a create knows them already, without reading the host's mount
+/// table again): on v1 the controllers mounted, on v2 the root's
+/// cgroup.controllers. `None` when every required controller is there.
+pub fn resource_warning_of(cgroup_version: u8, v1: &[&str], v2: &[&str]) -> Option<String> {
+    let missing: Vec<String> = REQUIRED
+        .iter()
+        .filter(|c| !present(cgroup_version, c, v1, v2))
+        .map(|c| c.to_string())
+        .collect();
+    (!missing.is_empty()).then(|| missing_warning(&missing))
 }
 
 /// Decides from the host's facts: `euid`, the text of /proc/cgroups, of
@@ -125,16 +152,12 @@ pub fn evaluate(
     } else {
         0
     };
-    let present = |c: &str| match cgroup_version {
-        // v2's io is v1's blkio.
-        2 => {
-            v2_list.contains(&c)
-                || V2_BUILTIN.contains(&c)
-                || (c == "blkio" && v2_list.contains(&"io"))
-        }
-        1 => enabled.contains(&c) && v1_mounted.iter().any(|m| m == c),
-        _ => false,
-    };
+    let v1_present: Vec<&str> = enabled
+        .iter()
+        .copied()
+        .filter(|c| v1_mounted.iter().any(|m| m == c))
+        .collect();
+    let present = |c: &str| present(cgroup_version, c, &v1_present, &v2_list);
     let (controllers_present, controllers_missing): (Vec<String>, Vec<String>) = CONTROLLERS
         .iter()
         .map(|c| c.to_string())
@@ -349,6 +372,36 @@ mod tests {
         let disabled = PROC_CGROUPS.replace("pids\t8\t2\t1", "pids\t8\t2\t0");
         let f = evaluate(true, 0, &disabled, &v1_mountinfo(&ALL_V1), None);
         assert_eq!(f.required_missing, ["pids"]);
+    }
+
+    #[test]
+    fn a_create_warns_from_its_cgroups_hierarchies() {
+        assert_eq!(resource_warning_of(1, &REQUIRED, &[]), None);
+        assert_eq!(
+            resource_warning_of(1, &["cpu", "cpuacct", "cpuset", "devices", "pids"], &[]).unwrap(),
+            "resource controls disabled: cgroup controllers missing: memory, freezer (see `isoexec fingerprint`)"
+        );
+        // v2: freezer, devices and cpuacct are the core's.
+        assert_eq!(
+            resource_warning_of(2, &[], &["cpuset", "cpu", "io", "memory", "pids"]),
+            None
+        );
+        assert_eq!(
+            resource_warning_of(2, &[], &["cpu", "io", "memory", "pids"]).unwrap(),
+            "resource controls disabled: cgroup controllers missing: cpuset (see `isoexec fingerprint`)"
+        );
+        // The same answer as the fingerprint's, from the same host.
+        let f = evaluate(
+            true,
+            0,
+            PROC_CGROUPS,
+            &v1_mountinfo(&["cpu", "cpuacct", "cpuset", "devices", "pids"]),
+            None,
+        );
+        assert_eq!(
+            f.resource_warning(),
+            resource_warning_of(1, &["cpu", "cpuacct", "cpuset", "devices", "pids"], &[])
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::config::DriverConfig;
 use crate::error::{Context, Error, Result};
 use crate::plan::{self, NsKind, Plan, PlanOptions};
 use crate::sys::chroot::Prepared;
-use crate::sys::{self, init, msg, rootfs::CgroupView, SyncSocket};
+use crate::sys::{self, init, msg, SyncSocket};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -95,19 +95,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     )?;
     let mut plan = plan;
     crate::sys::exe::needs_seal(&plan.process.capabilities.bounding, plan.userns.is_some())?;
-    // As the exec driver: without the controllers it needs, a task runs
-    // without resource controls, and says so.
-    if plan.cgroup.resources.is_some() {
-        // Found once per process: the host's controllers do not come and go
-        // under a running shim or daemon.
-        static WARNING: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-        let warning =
-            WARNING.get_or_init(|| crate::fingerprint::gather_controllers().resource_warning());
-        if let Some(w) = warning.clone() {
-            plan.cgroup.resources = None;
-            plan.warnings.push(w);
-        }
-    }
     if !plan.root.path.is_dir() && plan.chroot.is_none() {
         return Err(Error::invalid(
             "root.path",
@@ -199,15 +186,38 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         None => None,
     };
     state.chroot = prepared.clone();
-    save(&state)?;
+    if prepared.is_some() {
+        // What the assembly made, for a delete --force if this process
+        // dies before the init exists. (Without it, the state is first
+        // written once the init is forked, while it sets itself up.)
+        save(&state)?;
+    }
     if plan.namespaces.has(NsKind::User) && prepared.is_none() {
         // An image's mount points the task's root could not create.
         sys::rootfs::top_mount_points(&plan)?;
     }
-    let (init, made) = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo)?;
+    // Serialized before the fork, written after it. Written into after
+    // the fork, a buffer of this size (a large environment) takes heap
+    // pages the init shares: the runtime gets copies, and the init is left
+    // sole owner of pages still charged to the runtime's cgroup, so its
+    // set-up would escape its own memory limit.
+    let creating = match prepared {
+        Some(_) => None,
+        None => Some(serde_json::to_vec(&state).map_err(|e| Error::Init(e.to_string()))?),
+    };
+    let state_file = dir.join(STATE_FILE);
+    let spawned = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo, &|| {
+        creating
+            .as_ref()
+            .map_or(Ok(()), |json| write_atomic(&state_file, json))
+    })?;
+    drop(creating);
+    let (init, made) = (spawned.init, spawned.made);
+    plan.warnings.extend(spawned.warning);
     if let Some(p) = state.chroot.as_mut() {
         p.add_mount_points(&made);
     }
+    // Created from here (`start` refuses a creating container).
     state.pid = init.as_raw();
     state.start_time = sys::process_start_time(init.as_raw()).unwrap_or(0);
     save(&state)?;
@@ -229,19 +239,45 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 /// How long a container's init may take to set itself up.
 const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// An init forked and set up, waiting for `start`.
+struct Spawned {
+    init: Pid,
+    /// What it made in the task directory for mounts to stand on.
+    made: Vec<PathBuf>,
+    /// The resource controls left out, when the host lacks controllers.
+    warning: Option<String>,
+}
+
+/// The cgroup as planned, with the limits it gets: none, and a warning,
+/// when the host lacks controllers that resource controls need (as the
+/// exec driver, the task then runs without them, and says so).
+fn planned_cgroup(
+    plan: &Plan,
+) -> Result<(
+    CgroupManager,
+    Option<&oci_spec::runtime::LinuxResources>,
+    Option<String>,
+)> {
+    let path = &plan.cgroup.path;
+    let resources = plan.cgroup.resources.as_ref();
+    let cgroup = CgroupManager::planned(path, resources)?;
+    match resources.and(cgroup.resource_warning()) {
+        Some(w) => Ok((CgroupManager::planned(path, None)?, None, Some(w))),
+        None => Ok((cgroup, resources, None)),
+    }
+}
+
+/// Forks the init and, while it makes its namespaces and mounts, saves the
+/// state of a creating container (`save_creating`) and makes its cgroup:
+/// the runtime's share of the set-up runs beside the init's, not before it.
 fn spawn(
     opts: &CreateOptions,
     plan: &Plan,
     prepared: Option<&Prepared>,
     dir: &Path,
     undo: &mut Undo,
-) -> Result<(Pid, Vec<PathBuf>)> {
-    // Made once the init is forked, while it makes its mounts (the two
-    // run side by side); only its directories are needed before.
-    let cgroup = CgroupManager::planned(&plan.cgroup.path, plan.cgroup.resources.as_ref())?;
-    let cgroup_dirs = cgroup.dirs();
-    let v2 = cgroup.is_v2();
-
+    save_creating: &dyn Fn() -> Result<()>,
+) -> Result<Spawned> {
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
         .ctx(|| format!("mkfifo {}", fifo.display()))?;
@@ -342,10 +378,6 @@ fn spawn(
             fifo_path: &fifo,
             hooks_fifo: hooks_fifo.as_deref(),
             console: console.as_ref().map(|c| c.as_raw_fd()),
-            cgroups: CgroupView {
-                v2,
-                dirs: &cgroup_dirs,
-            },
             preserve_fds: opts.preserve_fds,
             chroot: plan.chroot.as_ref().zip(prepared),
             stdio: opts.stdio,
@@ -373,19 +405,25 @@ fn spawn(
             return Err(init_died(undo, steps.as_ref()));
         }
     }
-    // The cgroup, made while the init mounts its root: the init waits for
-    // CGROUP, then joins it itself before its cgroup mount, its cgroup
-    // namespace and anything of the user's (hooks, the process). (A
-    // process moving itself skips the kernel's global threadgroup lock;
-    // moving it from here waits for an RCU grace period, up to 20 ms.)
+    // The state of a creating container, for a delete --force from here
+    // on: it names the cgroup about to be made.
+    save_creating()?;
+    // The cgroup, made while the init makes its namespaces and mounts its
+    // root: the init waits for CGROUP, which names the directories, then
+    // joins it itself before its cgroup mount, its cgroup namespace and
+    // anything of the user's (hooks, the process). (A process moving
+    // itself skips the kernel's global threadgroup lock; moving it from
+    // here waits for an RCU grace period, up to 20 ms.)
     // A failure here kills it (the undo).
     crate::debug::phase("create: cgroup");
-    cgroup.make(plan.cgroup.resources.as_ref(), &plan.cgroup.devices)?;
+    let (cgroup, resources, warning) = planned_cgroup(plan)?;
+    cgroup.make(resources, &plan.cgroup.devices)?;
+    let dirs = sys::cgroup_dirs_message(cgroup.is_v2(), &cgroup.dirs());
     undo.cgroup = Some(cgroup);
     crate::debug::phase("create: cgroup made");
     // An init that failed meanwhile has queued its error: the loop below
     // reads it.
-    let _ = parent_end.send(msg::CGROUP, b"");
+    let _ = parent_end.send(msg::CGROUP, &dirs);
 
     // Bounded: an init stuck in its set-up is killed (by the undo) and
     // the create fails, rather than hanging its caller.
@@ -457,7 +495,11 @@ fn spawn(
     if let Some((_, p)) = undo.chroot.as_mut() {
         p.add_mount_points(&made);
     }
-    r.map(|()| (child, made))
+    r.map(|()| Spawned {
+        init: child,
+        made,
+        warning,
+    })
 }
 
 /// What the chroot_env shows through idmapped mounts in a new user

@@ -28,7 +28,6 @@ pub struct InitArgs<'a> {
     pub hooks_fifo: Option<&'a Path>,
     /// Connection to `--console-socket`, for `terminal: true`.
     pub console: Option<RawFd>,
-    pub cgroups: CgroupView<'a>,
     /// Descriptors 3..3+N passed through to the container (`--preserve-fds`).
     pub preserve_fds: i32,
     /// The exec driver's root assembly, prepared on the host.
@@ -190,14 +189,9 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
 
     crate::debug::phase("init: mounts");
     rootfs::bind_root(plan)?;
-    let mut in_cgroup = false;
-    let mut cgroup = || {
-        if !in_cgroup {
-            wait_for_cgroup(args)?;
-            in_cgroup = true;
-        }
-        Ok(())
-    };
+    // Where the runtime made the cgroup, once it says so.
+    let dirs = std::cell::OnceCell::new();
+    let cgroup = || in_cgroup(args, &dirs);
     if plan.namespaces.has(NsKind::User) {
         // Joined as the host's uid 0: the namespace's root may not write
         // the host's cgroup files.
@@ -229,7 +223,7 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
             plan.process.gid,
         )?;
     }
-    rootfs::mount_spec(plan, &args.cgroups, made, &mut cgroup)?;
+    rootfs::mount_spec(plan, made, &cgroup)?;
     // At the latest here: before any hook or anything of the user's runs.
     cgroup()?;
     let created = if plan.hooks.init_waits() {
@@ -258,22 +252,37 @@ fn init_setup(args: &InitArgs, made: &mut Vec<std::path::PathBuf>) -> Result<Rea
     })
 }
 
-/// Waits until the runtime has made the cgroup (it does so while the init
-/// makes its mounts), joins it, then makes the cgroup namespace, rooted at
-/// the container's cgroup.
-fn wait_for_cgroup(args: &InitArgs) -> Result<()> {
-    crate::debug::phase("init: waiting for its cgroup");
-    match args.sync.recv().ctx(|| "waiting for the cgroup".into())? {
-        Some((msg::CGROUP, _)) => {}
-        _ => return Err(Error::Init("the runtime did not make the cgroup".into())),
+/// The init in its cgroup: the first call waits until the runtime has
+/// made it (it does so while the init makes its namespaces and mounts),
+/// joins it, then makes the cgroup namespace, rooted at the container's
+/// cgroup. Every call returns the cgroup's directories.
+fn in_cgroup<'d>(args: &InitArgs, dirs: &'d CgroupDirs) -> Result<CgroupView<'d>> {
+    if let Some((v2, dirs)) = dirs.get() {
+        return Ok(CgroupView { v2: *v2, dirs });
     }
-    sys::join_cgroup(args.cgroups.v2, args.cgroups.dirs).ctx(|| "cgroup".into())?;
+    crate::debug::phase("init: waiting for its cgroup");
+    let made = match args
+        .sync
+        .recv_whole()
+        .ctx(|| "waiting for the cgroup".into())?
+    {
+        Some((msg::CGROUP, body)) => sys::parse_cgroup_dirs(&body),
+        _ => None,
+    };
+    let Some((v2, made)) = made else {
+        return Err(Error::Init("the runtime did not make the cgroup".into()));
+    };
+    sys::join_cgroup(v2, &made).ctx(|| "cgroup".into())?;
     if args.plan.namespaces.creates(NsKind::Cgroup) {
         unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
     }
     crate::debug::phase("init: in its cgroup");
-    Ok(())
+    let (v2, dirs) = dirs.get_or_init(|| (v2, made));
+    Ok(CgroupView { v2: *v2, dirs })
 }
+
+/// The cgroup's directories, as the runtime named them: (v2, controllers).
+type CgroupDirs = std::cell::OnceCell<(bool, Vec<(String, std::path::PathBuf)>)>;
 
 /// The hooks of create: the runtime's (prestart, createRuntime) while this
 /// init waits, then the createContainer hooks here, in the container's

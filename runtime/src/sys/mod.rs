@@ -244,9 +244,56 @@ pub mod msg {
     /// with it, the idmapped trees of the chroot_env (their keys,
     /// NUL-separated, and the descriptors, in order).
     pub const MAPPED: u8 = b'U';
-    /// Runtime → init: its cgroup is made (while the init mounts its
-    /// root): join it.
+    /// Runtime → init: its cgroup is made (while the init makes its
+    /// namespaces and mounts): join it. The body names its directories
+    /// ([`super::cgroup_dirs_message`]).
     pub const CGROUP: u8 = b'C';
+}
+
+/// The body of a CGROUP message: `2` or `1` (the hierarchy's version),
+/// then each controller's name and its directory on the host, each
+/// NUL-terminated.
+pub fn cgroup_dirs_message(v2: bool, dirs: &[(String, PathBuf)]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut body = vec![if v2 { b'2' } else { b'1' }];
+    for (name, dir) in dirs {
+        for part in [name.as_bytes(), dir.as_os_str().as_bytes()] {
+            body.extend_from_slice(part);
+            body.push(0);
+        }
+    }
+    body
+}
+
+/// What [`cgroup_dirs_message`] wrote, or `None` for anything else.
+pub fn parse_cgroup_dirs(body: &[u8]) -> Option<(bool, Vec<(String, PathBuf)>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let (v2, rest) = match body.split_first()? {
+        (b'2', rest) => (true, rest),
+        (b'1', rest) => (false, rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        [] => rest,
+        [head @ .., 0] => head,
+        _ => return None,
+    };
+    let parts: Vec<&[u8]> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split(|b| *b == 0).collect()
+    };
+    if parts.len() % 2 != 0 {
+        return None;
+    }
+    let dirs = parts
+        .chunks(2)
+        .map(|p| {
+            let name = std::str::from_utf8(p[0]).ok()?.to_string();
+            Some((name, PathBuf::from(std::ffi::OsStr::from_bytes(p[1]))))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((v2, dirs))
 }
 
 /// The error an ERROR or INVALID message carries.
@@ -340,7 +387,30 @@ impl SyncSocket {
     /// child's error), which the next read returns. ECONNRESET only when
     /// nothing was left.
     pub fn recv(&self) -> nix::Result<Option<(u8, Vec<u8>)>> {
-        let mut buf = vec![0u8; 8192];
+        self.recv_up_to(8192)
+    }
+
+    /// [`Self::recv`] of a message of any length (a CGROUP message names
+    /// one directory per hierarchy, each up to PATH_MAX): its length is
+    /// peeked first, and a message is never cut short.
+    pub fn recv_whole(&self) -> nix::Result<Option<(u8, Vec<u8>)>> {
+        use nix::sys::socket::{recv, MsgFlags};
+        let len = loop {
+            match recv(
+                self.0.as_raw_fd(),
+                &mut [0u8; 1],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                // Whatever the peek met, the read meets too.
+                r => break r.unwrap_or(0),
+            }
+        };
+        self.recv_up_to(len.max(8192))
+    }
+
+    fn recv_up_to(&self, size: usize) -> nix::Result<Option<(u8, Vec<u8>)>> {
+        let mut buf = vec![0u8; size];
         let mut reset = false;
         loop {
             match nix::unistd::read(&self.0, &mut buf) {
@@ -464,6 +534,49 @@ pub fn parse_stat(stat: &str) -> Option<(char, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_dirs_go_through_a_message_whole() {
+        let v1 = vec![
+            (
+                "memory".to_string(),
+                PathBuf::from("/sys/fs/cgroup/memory/isoexec/a"),
+            ),
+            (
+                "cpu".to_string(),
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/isoexec/a b"),
+            ),
+        ];
+        let body = cgroup_dirs_message(false, &v1);
+        assert_eq!(parse_cgroup_dirs(&body), Some((false, v1)));
+        let v2 = vec![(String::new(), PathBuf::from("/sys/fs/cgroup/isoexec/a"))];
+        assert_eq!(
+            parse_cgroup_dirs(&cgroup_dirs_message(true, &v2)),
+            Some((true, v2))
+        );
+        assert_eq!(parse_cgroup_dirs(b"1"), Some((false, Vec::new())));
+        for bad in [
+            &b""[..],
+            b"3",
+            b"1memory\0",
+            b"1memory\0/sys",
+            b"1\xff\0/a\0",
+        ] {
+            assert_eq!(parse_cgroup_dirs(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_message_longer_than_the_usual_buffer_arrives_whole() {
+        let (a, b) = SyncSocket::pair().unwrap();
+        let body = vec![b'x'; 40_000];
+        a.send(msg::CGROUP, &body).unwrap();
+        assert_eq!(b.recv_whole().unwrap(), Some((msg::CGROUP, body)));
+        a.send(msg::READY, b"").unwrap();
+        assert_eq!(b.recv_whole().unwrap(), Some((msg::READY, Vec::new())));
+        drop(a);
+        assert_eq!(b.recv_whole().unwrap(), None);
+    }
 
     #[test]
     fn stat_with_odd_command_names() {

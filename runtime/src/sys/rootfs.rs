@@ -112,21 +112,21 @@ pub fn top_mount_points(plan: &Plan) -> Result<()> {
 /// symlink cannot lead a mount, a mkdir or a file creation to the host.
 /// The host paths of what it creates for mounts to stand on go to `made`.
 /// `in_cgroup` is called before a cgroup mount: the container's cgroup
-/// directories exist once it returns.
-pub fn mount_spec(
+/// directories exist once it returns them.
+pub fn mount_spec<'c>(
     plan: &Plan,
-    cgroups: &CgroupView,
     made: &mut Vec<PathBuf>,
-    in_cgroup: &mut dyn FnMut() -> Result<()>,
+    in_cgroup: &dyn Fn() -> Result<CgroupView<'c>>,
 ) -> Result<()> {
     // Opened after bind_root: the root's own mount, the one pivoted into.
     let root = Root::open(&plan.root.path)
         .ctx(|| format!("opening the root {}", plan.root.path.display()))?;
     for m in &plan.mounts {
-        if matches!(m.kind, MountKind::Cgroup) {
-            in_cgroup()?;
-        }
-        mount_one(&root, m, cgroups, made).map_err(|e| match e {
+        let cgroups = match m.kind {
+            MountKind::Cgroup => Some(in_cgroup()?),
+            _ => None,
+        };
+        mount_one(&root, m, cgroups.as_ref(), made).map_err(|e| match e {
             Error::Sys { context, source } => Error::Sys {
                 context: format!("mounting {} ({context})", m.destination.display()),
                 source,
@@ -145,10 +145,11 @@ pub fn mount_spec(
     Ok(())
 }
 
+/// `cgroups`: for a cgroup mount, the container's cgroup.
 fn mount_one(
     root: &Root,
     m: &MountPlan,
-    cgroups: &CgroupView,
+    cgroups: Option<&CgroupView>,
     made: &mut Vec<PathBuf>,
 ) -> Result<()> {
     let dest = &m.destination;
@@ -220,6 +221,7 @@ fn mount_one(
             }
         }
         MountKind::Cgroup => {
+            let cgroups = cgroups.ok_or_else(|| Error::Init("no cgroup to mount".into()))?;
             let at = mount_point(root, dest, true, made)?;
             Some(mount_cgroups(at.as_fd(), m.flags, cgroups)?)
         }
