@@ -161,10 +161,10 @@ impl CgroupManager {
                 .map(|all| {
                     all.subsystems()
                         .iter()
-                        .filter(|s| s.to_controller().path().exists())
                         .filter_map(|s| {
                             let name = s.controller_name();
-                            V1_ON_DEMAND.into_iter().find(|c| *c == name)
+                            let on_demand = V1_ON_DEMAND.into_iter().find(|c| *c == name)?;
+                            s.to_controller().path().exists().then_some(on_demand)
                         })
                         .collect()
                 })
@@ -346,19 +346,29 @@ impl CgroupManager {
         let Some(dir) = dir else {
             return Ok(());
         };
+        // Each file opened once: the kernel takes one rule per write.
+        let mut files: [Option<std::fs::File>; 2] = [None, None];
         for r in rules {
-            let file = if r.allow {
-                "devices.allow"
+            let (file, slot) = if r.allow {
+                ("devices.allow", 0)
             } else {
-                "devices.deny"
+                ("devices.deny", 1)
             };
-            std::fs::write(dir.join(file), r.to_cgroup_v1()).map_err(|e| Error::Cgroup {
+            let rule = r.to_cgroup_v1();
+            let refused = |e: std::io::Error| Error::Cgroup {
                 path: self.path.clone(),
-                reason: format!(
-                    "the kernel refused device rule {:?} in {file}: {e}",
-                    r.to_cgroup_v1()
+                reason: format!("the kernel refused device rule {rule:?} in {file}: {e}"),
+            };
+            let f = match &mut files[slot] {
+                Some(f) => f,
+                empty => empty.insert(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(dir.join(file))
+                        .map_err(&refused)?,
                 ),
-            })?;
+            };
+            std::io::Write::write_all(f, rule.as_bytes()).map_err(refused)?;
         }
         Ok(())
     }

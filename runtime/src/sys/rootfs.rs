@@ -318,25 +318,12 @@ fn mount_point(root: &Root, dest: &Path, dir: bool, made: &mut Vec<PathBuf>) -> 
 
 fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
     let old = nix::sys::stat::umask(Mode::empty());
-    // Most nodes share a directory (/dev): each is looked up once.
+    // Most nodes and links share a directory (/dev): each is looked up once.
     let mut dirs: Vec<(PathBuf, OwnedFd)> = Vec::new();
     let r = (|| {
         for d in &plan.devices {
-            let name = d.path.file_name().ok_or_else(|| {
-                Error::InvalidArgument(format!("device path {}", d.path.display()))
-            })?;
-            let parent = d.path.parent().unwrap_or(Path::new("/"));
-            let i = match dirs.iter().position(|(p, _)| p == parent) {
-                Some(i) => i,
-                None => {
-                    let fd = root
-                        .mkdir_all(parent, 0o755, &mut Vec::new())
-                        .ctx(|| d.path.display().to_string())?;
-                    dirs.push((parent.to_path_buf(), fd));
-                    dirs.len() - 1
-                }
-            };
-            let dir = dirs[i].1.as_fd();
+            let (dir, name) = parent_of(root, &mut dirs, &d.path)?;
+            let name = name.as_os_str();
             let kind = match d.kind {
                 DeviceKind::Char => SFlag::S_IFCHR,
                 DeviceKind::Block => SFlag::S_IFBLK,
@@ -373,10 +360,8 @@ fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
             .ctx(|| format!("chown {}", d.path.display()))?;
         }
         for (target, link) in &plan.dev_symlinks {
-            let (dir, name) = root
-                .parent(link, &mut Vec::new())
-                .ctx(|| link.display().to_string())?;
-            match symlinkat(target.as_path(), dir.as_fd(), name.as_os_str()) {
+            let (dir, name) = parent_of(root, &mut dirs, link)?;
+            match symlinkat(target.as_path(), dir, name.as_os_str()) {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(Error::sys(format!("symlink {}", link.display()), e)),
             }
@@ -385,6 +370,30 @@ fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
     })();
     nix::sys::stat::umask(old);
     r
+}
+
+/// The directory of `path` in the root (made if missing) and its last
+/// component, each directory looked up once (`dirs`).
+fn parent_of<'d>(
+    root: &Root,
+    dirs: &'d mut Vec<(PathBuf, OwnedFd)>,
+    path: &Path,
+) -> Result<(BorrowedFd<'d>, std::ffi::OsString)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("device path {}", path.display())))?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let i = match dirs.iter().position(|(p, _)| p == parent) {
+        Some(i) => i,
+        None => {
+            let fd = root
+                .mkdir_all(parent, 0o755, &mut Vec::new())
+                .ctx(|| path.display().to_string())?;
+            dirs.push((parent.to_path_buf(), fd));
+            dirs.len() - 1
+        }
+    };
+    Ok((dirs[i].1.as_fd(), name.to_os_string()))
 }
 
 /// Makes the container's root the process's `/`.
