@@ -49,6 +49,10 @@ pub fn delete(c: &Container, force: bool) -> Result<Vec<String>> {
         let holder = super::userns::holder(c.id(), c.state.sandbox.as_deref());
         super::userns::release(root, slot, &holder, Some(c.id()));
     }
+    if c.state.hooks.poststop.is_empty() {
+        // No state document to make for no hook.
+        return Ok(Vec::new());
+    }
     Ok(crate::sys::hooks::run_all_warn(
         &c.state.hooks.poststop,
         &c.hook_state(Status::Stopped),

@@ -62,6 +62,10 @@ pub fn start(c: &Container) -> Result<Vec<String>> {
             )));
         }
     }
+    if c.state.hooks.poststart.is_empty() {
+        // No state document to make for no hook.
+        return Ok(Vec::new());
+    }
     Ok(crate::sys::hooks::run_all_warn(
         &c.state.hooks.poststart,
         &c.hook_state(Status::Running),
