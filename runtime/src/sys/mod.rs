@@ -402,7 +402,8 @@ impl SyncSocket {
                 MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
             ) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                // Whatever the peek met, the read meets too.
+                // A peer gone (or nothing to peek at) is the read's to
+                // report: it returns the end or what the peer left.
                 r => break r.unwrap_or(0),
             }
         };
