@@ -88,7 +88,7 @@ fn missing_warning(missing: &[String]) -> String {
 /// Whether controller `c` is there: on v1 among `v1` (enabled and
 /// mounted), on v2 listed by the root's cgroup.controllers (`v2`) or part
 /// of the core.
-fn present(cgroup_version: u8, c: &str, v1: &[&str], v2: &[&str]) -> bool {
+fn controller_present(cgroup_version: u8, c: &str, v1: &[&str], v2: &[&str]) -> bool {
     match cgroup_version {
         // v2's io is v1's blkio.
         2 => v2.contains(&c) || V2_BUILTIN.contains(&c) || (c == "blkio" && v2.contains(&"io")),
@@ -104,7 +104,7 @@ fn present(cgroup_version: u8, c: &str, v1: &[&str], v2: &[&str]) -> bool {
 pub fn resource_warning_of(cgroup_version: u8, v1: &[&str], v2: &[&str]) -> Option<String> {
     let missing: Vec<String> = REQUIRED
         .iter()
-        .filter(|c| !present(cgroup_version, c, v1, v2))
+        .filter(|c| !controller_present(cgroup_version, c, v1, v2))
         .map(|c| c.to_string())
         .collect();
     (!missing.is_empty()).then(|| missing_warning(&missing))
@@ -157,7 +157,7 @@ pub fn evaluate(
         .copied()
         .filter(|c| v1_mounted.iter().any(|m| m == c))
         .collect();
-    let present = |c: &str| present(cgroup_version, c, &v1_present, &v2_list);
+    let present = |c: &str| controller_present(cgroup_version, c, &v1_present, &v2_list);
     let (controllers_present, controllers_missing): (Vec<String>, Vec<String>) = CONTROLLERS
         .iter()
         .map(|c| c.to_string())
@@ -292,9 +292,9 @@ pub fn gather_with(driver: &crate::config::DriverConfig) -> Fingerprint {
 }
 
 /// The host's cgroups and controllers only, without the device program
-/// check (what every create asks; a create whose device program the kernel
-/// refuses fails on its own).
-pub fn gather_controllers() -> Fingerprint {
+/// check. (A create does not read them: it decides its warning from the
+/// hierarchies its cgroup knows, [`resource_warning_of`].)
+fn gather_controllers() -> Fingerprint {
     let read = |p: &str| crate::sys::read_proc(p).unwrap_or_default();
     let v2 = crate::sys::read_proc("/sys/fs/cgroup/cgroup.controllers").ok();
     // SAFETY: geteuid has no preconditions.

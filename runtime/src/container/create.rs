@@ -149,10 +149,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         hooks: plan.hooks.clone(),
         userns: plan.userns.clone(),
     };
-    let save = |state: &State| {
-        let json = serde_json::to_vec(state).map_err(|e| Error::Init(e.to_string()))?;
-        write_atomic(&dir.join(STATE_FILE), &json)
-    };
+    let save = |state: &State| write_atomic(&dir.join(STATE_FILE), &state.to_json()?);
     if let (Some(sandbox), Some(chroot)) = (&sandbox, &plan.chroot) {
         // The task joins its sandbox under the root's lock: recorded first,
         // then the shared directory made, so a delete of the sandbox's last
@@ -203,7 +200,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // set-up would escape its own memory limit.
     let creating = match prepared {
         Some(_) => None,
-        None => Some(serde_json::to_vec(&state).map_err(|e| Error::Init(e.to_string()))?),
+        None => Some(state.to_json()?),
     };
     let state_file = dir.join(STATE_FILE);
     let spawned = spawn(opts, &plan, prepared.as_ref(), &dir, &mut undo, &|| {

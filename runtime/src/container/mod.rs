@@ -67,6 +67,13 @@ pub struct State {
     pub userns: Option<crate::plan::UserNsPlan>,
 }
 
+impl State {
+    /// The state file's content.
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::Init(e.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Creating,
@@ -179,8 +186,7 @@ impl Container {
 
     /// Writes the state back (after a change of what the container owns).
     pub(crate) fn save(&self) -> Result<()> {
-        let json = serde_json::to_vec(&self.state).map_err(|e| Error::Init(e.to_string()))?;
-        write_atomic(&self.dir.join(STATE_FILE), &json)
+        write_atomic(&self.dir.join(STATE_FILE), &self.state.to_json()?)
     }
 
     /// The state document a hook reads, in `status`.

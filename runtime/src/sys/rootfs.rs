@@ -323,7 +323,6 @@ fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
     let r = (|| {
         for d in &plan.devices {
             let (dir, name) = parent_of(root, &mut dirs, &d.path)?;
-            let name = name.as_os_str();
             let kind = match d.kind {
                 DeviceKind::Char => SFlag::S_IFCHR,
                 DeviceKind::Block => SFlag::S_IFBLK,
@@ -361,7 +360,7 @@ fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
         }
         for (target, link) in &plan.dev_symlinks {
             let (dir, name) = parent_of(root, &mut dirs, link)?;
-            match symlinkat(target.as_path(), dir, name.as_os_str()) {
+            match symlinkat(target.as_path(), dir, name) {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(Error::sys(format!("symlink {}", link.display()), e)),
             }
@@ -374,11 +373,11 @@ fn create_devices(plan: &Plan, root: &Root) -> Result<()> {
 
 /// The directory of `path` in the root (made if missing) and its last
 /// component, each directory looked up once (`dirs`).
-fn parent_of<'d>(
+fn parent_of<'d, 'p>(
     root: &Root,
     dirs: &'d mut Vec<(PathBuf, OwnedFd)>,
-    path: &Path,
-) -> Result<(BorrowedFd<'d>, std::ffi::OsString)> {
+    path: &'p Path,
+) -> Result<(BorrowedFd<'d>, &'p std::ffi::OsStr)> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::InvalidArgument(format!("device path {}", path.display())))?;
@@ -393,7 +392,7 @@ fn parent_of<'d>(
             dirs.len() - 1
         }
     };
-    Ok((dirs[i].1.as_fd(), name.to_os_string()))
+    Ok((dirs[i].1.as_fd(), name))
 }
 
 /// Makes the container's root the process's `/`.
