@@ -514,14 +514,8 @@ async fn attached(
             .map_or(0, |o| o.iter().filter(|b| **b == b'\n').count())
             < 2
         {
-            let m = tokio::time::timeout_at(deadline, resp.message())
-                .await
-                .expect("the first size in time")
-                .expect("output")
-                .expect("a message");
-            if let Some(exec_response::Response::Stdout(b)) = m.response {
-                got.entry(false).or_default().extend(b);
-            }
+            let exit = next_output(&mut resp, deadline, &mut got, "the first size in time").await;
+            assert_eq!(exit, None, "the exec ended before its first size: {got:?}");
         }
         tx.send(req(exec_request::Request::Resize(TerminalSize {
             width: w,
@@ -554,18 +548,35 @@ async fn finish(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let m = tokio::time::timeout_at(deadline, resp.message())
-            .await
-            .expect("the exec ends in time")
-            .expect("stream")
-            .expect("an exit before the end");
-        match m.response {
-            Some(exec_response::Response::Stdout(b)) => got.entry(false).or_default().extend(b),
-            Some(exec_response::Response::Stderr(b)) => got.entry(true).or_default().extend(b),
-            Some(exec_response::Response::ExitCode(code)) => return (got, code),
-            other => panic!("unexpected {other:?}"),
+        if let Some(code) =
+            next_output(&mut resp, deadline, &mut got, "the exec ends in time").await
+        {
+            return (got, code);
         }
     }
+}
+
+/// The exec's next message by `deadline` (`within` says what was late):
+/// its output goes to `got` (stderr: true); its exit code when it is the
+/// exit.
+async fn next_output(
+    resp: &mut tonic::Streaming<ExecResponse>,
+    deadline: tokio::time::Instant,
+    got: &mut HashMap<bool, Vec<u8>>,
+    within: &str,
+) -> Option<i32> {
+    let m = tokio::time::timeout_at(deadline, resp.message())
+        .await
+        .expect(within)
+        .expect("stream")
+        .expect("an exit before the end");
+    match m.response {
+        Some(exec_response::Response::Stdout(b)) => got.entry(false).or_default().extend(b),
+        Some(exec_response::Response::Stderr(b)) => got.entry(true).or_default().extend(b),
+        Some(exec_response::Response::ExitCode(code)) => return Some(code),
+        other => panic!("unexpected {other:?}"),
+    }
+    None
 }
 
 #[test]
