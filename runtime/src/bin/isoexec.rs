@@ -90,7 +90,10 @@ struct CreateArgs {
     id: String,
 }
 
+/// Each verb's arguments are built only when that verb runs (`defer`):
+/// building all of them cost every invocation ~0.1 ms.
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Verb {
     /// Create a container; its process waits for `start`.
     Create(CreateArgs),
