@@ -126,6 +126,67 @@ fn run_steps(steps: &[Step], settle: Duration) -> Duration {
     t.elapsed()
 }
 
+/// Samples A B A B, each after `settle`: the first `warmup` of each side
+/// not counted.
+fn alternating(
+    a: &Side,
+    b: &Side,
+    warmup: usize,
+    runs: usize,
+    settle: Duration,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for n in 0..warmup + runs {
+        let (x, y) = (
+            run_steps(&(a.steps)(n), settle),
+            run_steps(&(b.steps)(n), settle),
+        );
+        if n >= warmup {
+            ta.push(x);
+            tb.push(y);
+        }
+    }
+    (ta, tb)
+}
+
+/// Timed runs in each loop of [`loops`].
+const LOOP: usize = 5;
+
+/// Back to back, as a user's loop runs one command: loops of [`LOOP`]
+/// timed runs of one side, the two sides' loops alternating (A first,
+/// then B first, ...). Each loop starts with one run not timed: it follows
+/// the other side's run, whose teardown (its network namespace, its
+/// cgroups) kernel workers are still doing, which no run of a real loop
+/// follows. Samples A B A B instead bill each side for the other's
+/// teardown.
+fn loops(a: &Side, b: &Side, warmup: usize, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let mut n = 0;
+    let mut next = |side: &Side| {
+        n += 1;
+        run_steps(&(side.steps)(n), Duration::ZERO)
+    };
+    for _ in 0..warmup {
+        next(a);
+        next(b);
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for round in 0..runs.div_ceil(LOOP) {
+        let mut order = [(a, &mut ta), (b, &mut tb)];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (side, out) in order {
+            next(side);
+            for _ in 0..LOOP {
+                out.push(next(side));
+            }
+        }
+    }
+    ta.truncate(runs);
+    tb.truncate(runs);
+    (ta, tb)
+}
+
 fn median(v: &[Duration]) -> Duration {
     let mut s = v.to_vec();
     s.sort();
@@ -469,19 +530,20 @@ fn main() {
     // and back to back, as a user's loop runs them; neither flatters alone.
     for sc in scenarios.iter().filter(|sc| wanted(sc.name)) {
         for (way, settle) in [("settled", o.settle), ("back to back", Duration::ZERO)] {
+            let how = if settle.is_zero() {
+                format!("in loops of {LOOP}")
+            } else {
+                "alternating".to_string()
+            };
             eprintln!(
-                "{}, {way}: {} warm-up + {} runs each, alternating",
+                "{}, {way}: {} warm-up + {} runs each, {how}",
                 sc.name, o.warmup, o.runs
             );
-            let (mut a, mut bb) = (Vec::new(), Vec::new());
-            for n in 0..o.warmup + o.runs {
-                let ta = run_steps(&(sc.a.steps)(n), settle);
-                let tb = run_steps(&(sc.b.steps)(n), settle);
-                if n >= o.warmup {
-                    a.push(ta);
-                    bb.push(tb);
-                }
-            }
+            let (a, bb) = if settle.is_zero() {
+                loops(&sc.a, &sc.b, o.warmup, o.runs)
+            } else {
+                alternating(&sc.a, &sc.b, o.warmup, o.runs, settle)
+            };
             results.push(Result {
                 name: format!("{}, {way}", sc.name),
                 a_name: sc.a.name.clone(),
@@ -526,7 +588,7 @@ fn main() {
     let machine = machine();
     let mut md = String::new();
     md.push_str(&format!(
-        "machine: {machine}\nruns: {} per side (after {} warm-up), alternating, {} ms apart\n",
+        "machine: {machine}\nruns: {} per side (after {} warm-up); settled rows alternating, {} ms apart; back-to-back rows in loops of {LOOP} runs of one side, the loops alternating, each loop's first run (after the other side's) not timed\n",
         o.runs,
         o.warmup,
         o.settle.as_millis()
