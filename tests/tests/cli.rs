@@ -45,33 +45,6 @@ fn readonly_root_refuses_writes() {
 }
 
 #[test]
-fn the_task_may_run_on_every_cpu_its_caller_may() {
-    // The runtime moves itself off its CPU while the init sets up (the
-    // kernel starts a child on its parent's CPU): the init, and so the
-    // task, must still have the caller's CPUs, all of them.
-    let allowed = |status: &str| -> String {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let ours = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
-    let iso = Isoexec::new();
-    let b = Bundle::busybox(&sh("cat /proc/self/status"), |_| {});
-    for _ in 0..5 {
-        let (out, err, code) = iso.run_bundle(&b, &[]);
-        assert_eq!(code, 0, "{err}");
-        assert_eq!(allowed(&out), ours, "{out}");
-    }
-    assert_eq!(
-        allowed(&std::fs::read_to_string("/proc/self/status").unwrap()),
-        ours
-    );
-}
-
-#[test]
 fn masked_and_readonly_paths() {
     let iso = Isoexec::new();
     let b = Bundle::busybox(

@@ -382,9 +382,6 @@ fn spawn(
         });
     };
     undo.child = Some(child);
-    // Until CGROUP is sent: the init's set-up and the runtime's share of
-    // the create, side by side on two CPUs rather than in turns on one.
-    let aside = sys::StepAside::new();
     drop(child_end);
     drop(console);
     drop(joins);
@@ -424,7 +421,6 @@ fn spawn(
     // An init that failed meanwhile has queued its error: the loop below
     // reads it.
     let _ = parent_end.send(msg::CGROUP, &dirs);
-    drop(aside);
 
     // Bounded: an init stuck in its set-up is killed (by the undo) and
     // the create fails, rather than hanging its caller.

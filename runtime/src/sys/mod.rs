@@ -100,52 +100,6 @@ pub unsafe fn clone_fork_in(
     r.map_err(Into::into)
 }
 
-/// The calling thread moved off the CPU it runs on, for as long as this
-/// lives; its CPU affinity as it was comes back on drop.
-///
-/// The kernel starts a forked child on its parent's CPU, and the child
-/// runs first. While a create's runtime makes the cgroup and its init
-/// makes its namespaces and mounts, the two then took turns on one CPU,
-/// preempting each other, while another CPU sat idle, until the load
-/// balancer came round: about 0.8 ms of every create back to back on two
-/// cores. The parent steps aside, not the child: the child has the longer
-/// way to go, and keeps the CPU its parent warmed.
-///
-/// With one CPU allowed, or where the calls fail, nothing changes.
-pub struct StepAside(Option<nix::sched::CpuSet>);
-
-impl StepAside {
-    pub fn new() -> Self {
-        use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
-        let me = Pid::from_raw(0);
-        let moved = sched_getaffinity(me).ok().and_then(|allowed| {
-            // SAFETY: no arguments; -1 on failure.
-            let here = usize::try_from(unsafe { libc::sched_getcpu() }).ok()?;
-            let mut elsewhere = allowed;
-            elsewhere.unset(here).ok()?;
-            let any = (0..CpuSet::count()).any(|c| elsewhere.is_set(c).unwrap_or(false));
-            (any && sched_setaffinity(me, &elsewhere).is_ok()).then_some(allowed)
-        });
-        StepAside(moved)
-    }
-}
-
-impl Default for StepAside {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for StepAside {
-    fn drop(&mut self) {
-        if let Some(allowed) = &self.0 {
-            // Fails only if the thread's cpuset changed meanwhile; the
-            // kernel has then set its affinity itself.
-            let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), allowed);
-        }
-    }
-}
-
 /// Closes every descriptor from `from` up but those in `keep` (at most 8,
 /// any order; negative ones are ignored): a child forked from a server
 /// (the shim, isoexecd) must not hold the server's listening socket and
@@ -581,35 +535,6 @@ pub fn parse_stat(stat: &str) -> Option<(char, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_thread_that_steps_aside_leaves_its_cpu_and_comes_back() {
-        use nix::sched::{sched_getaffinity, CpuSet};
-        let me = Pid::from_raw(0);
-        let before = sched_getaffinity(me).unwrap();
-        let allowed = |s: &CpuSet| -> Vec<usize> {
-            (0..CpuSet::count())
-                .filter(|c| s.is_set(*c).unwrap_or(false))
-                .collect()
-        };
-        // SAFETY: no arguments.
-        let here = unsafe { libc::sched_getcpu() } as usize;
-        let aside = StepAside::new();
-        let during = allowed(&sched_getaffinity(me).unwrap());
-        if allowed(&before).len() > 1 {
-            assert!(
-                !during.contains(&here),
-                "still allowed on CPU {here}: {during:?}"
-            );
-            assert_ne!(unsafe { libc::sched_getcpu() } as usize, here);
-            assert_eq!(during.len(), allowed(&before).len() - 1);
-        } else {
-            // One CPU: nowhere to go, nothing changed.
-            assert_eq!(during, allowed(&before));
-        }
-        drop(aside);
-        assert_eq!(allowed(&sched_getaffinity(me).unwrap()), allowed(&before));
-    }
 
     #[test]
     fn cgroup_dirs_go_through_a_message_whole() {
