@@ -21,7 +21,7 @@ pub fn features() -> Value {
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
-            "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "capabilities": capabilities(),
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false },
             "seccomp": {
                 "enabled": true,
@@ -119,4 +119,24 @@ pub fn spec_template_for(driver: &DriverConfig) -> Value {
             ]
         }
     })
+}
+
+/// Every capability the runtime knows, in the kernel's order (CAP_CHOWN
+/// first), the same on every call.
+fn capabilities() -> Vec<String> {
+    let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
+    all.sort_by_key(|c| c.index());
+    all.iter().map(|c| c.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn capabilities_come_in_the_kernels_order() {
+        let caps = super::capabilities();
+        assert_eq!(caps.first().map(String::as_str), Some("CAP_CHOWN"));
+        assert_eq!(caps.get(1).map(String::as_str), Some("CAP_DAC_OVERRIDE"));
+        assert_eq!(caps, super::capabilities());
+        assert_eq!(caps.len(), caps::all().len());
+    }
 }
