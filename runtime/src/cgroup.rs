@@ -118,28 +118,20 @@ impl CgroupManager {
     /// device rules and limits. On failure nothing is left behind.
     pub fn make(&self, resources: Option<&LinuxResources>, devices: &[DeviceRule]) -> Result<()> {
         let (cg, path) = (&self.cg, self.path.as_str());
-        // An existing cgroup with processes is someone else's: putting the
-        // task there would make delete (or this create's undo) kill them.
-        let mut others: Vec<u64> = cg.procs().into_iter().map(|p| p.pid).collect();
-        if !others.is_empty() {
-            others.sort_unstable();
-            others.dedup();
-            return Err(Error::invalid(
-                "linux.cgroupsPath",
-                format!(
-                    "cgroup {path} already holds processes {others:?}: give the container a new or empty cgroup"
-                ),
-            ));
-        }
-        // Two creates that start together on a fresh hierarchy race to make
-        // the same parent (isoexec/): the loser sees EEXIST for it. The
-        // parent exists then; a second try goes past it.
-        let mut tries = 0;
-        while let Err(e) = cg.create() {
-            tries += 1;
-            if tries >= 3 || !already_exists(&e) {
-                return Err(cg_err(path, e));
+        if cg.v2() {
+            self.refuse_busy(cg.procs().into_iter().map(|p| p.pid as i32).collect())?;
+            // Two creates that start together on a fresh hierarchy race to
+            // make the same parent (isoexec/): the loser sees EEXIST for
+            // it. The parent exists then; a second try goes past it.
+            let mut tries = 0;
+            while let Err(e) = cg.create() {
+                tries += 1;
+                if tries >= 3 || !already_exists(&e) {
+                    return Err(cg_err(path, e));
+                }
             }
+        } else {
+            self.make_v1()?;
         }
         let applied = self
             .set_devices(devices)
@@ -149,6 +141,49 @@ impl CgroupManager {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// An existing cgroup with processes is someone else's: putting the
+    /// task there would make delete (or this create's undo) kill them.
+    fn refuse_busy(&self, mut others: Vec<i32>) -> Result<()> {
+        if others.is_empty() {
+            return Ok(());
+        }
+        others.sort_unstable();
+        others.dedup();
+        Err(Error::invalid(
+            "linux.cgroupsPath",
+            format!(
+                "cgroup {} already holds processes {others:?}: give the container a new or empty cgroup",
+                self.path
+            ),
+        ))
+    }
+
+    /// v1: the cgroup's directory in each of its hierarchies, one mkdir
+    /// each when the parents exist. A directory that is there already is
+    /// only taken while it holds no process (asked only then: a look
+    /// before every mkdir cost an open per hierarchy). A failure removes
+    /// the directories this call made, and only those.
+    fn make_v1(&self) -> Result<()> {
+        let mut made: Vec<PathBuf> = Vec::new();
+        let result = self.dirs().into_iter().try_for_each(|(name, dir)| {
+            let cpuset = name == "cpuset";
+            match make_dir_v1(&dir, cpuset, &mut made) {
+                Ok(true) => Ok(()),
+                Ok(false) => self.refuse_busy(pids_in(&dir)),
+                Err(e) => Err(Error::Cgroup {
+                    path: self.path.clone(),
+                    reason: format!("cannot make {}: {e}", dir.display()),
+                }),
+            }
+        });
+        if result.is_err() {
+            for dir in made.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        result
     }
 
     /// A handle on an existing cgroup (for state, kill --all, exec, delete).
@@ -589,6 +624,69 @@ impl CgroupManager {
             None => Ok(()),
         }
     }
+}
+
+/// Makes `dir` (and any missing parent) in a v1 hierarchy, recording in
+/// `made` each directory it made; false when `dir` was there already. A
+/// cpuset directory gets its CPUs and memory nodes (a cgroup without them
+/// takes no task): parents this makes copy theirs to every later child
+/// (`cgroup.clone_children`), so the next task's mkdir comes with them; a
+/// directory that still has none copies the nearest ancestor's, as runc
+/// does.
+fn make_dir_v1(dir: &Path, cpuset: bool, made: &mut Vec<PathBuf>) -> std::io::Result<bool> {
+    use std::io::ErrorKind;
+    match std::fs::create_dir(dir) {
+        Ok(()) => made.push(dir.to_path_buf()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let parent = dir.parent().ok_or(e)?;
+            // Another create may make the same parent meanwhile: both
+            // then go on.
+            if make_dir_v1(parent, cpuset, made)? && cpuset {
+                std::fs::write(parent.join("cgroup.clone_children"), "1")?;
+            }
+            match std::fs::create_dir(dir) {
+                Ok(()) => made.push(dir.to_path_buf()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    if cpuset {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            copy_from_ancestor(dir, file)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Gives a new cpuset directory the value of `file` of its nearest
+/// ancestor that has one, when it has none yet (every directory between
+/// them gets it too: a child's set must be inside its parent's).
+fn copy_from_ancestor(dir: &Path, file: &str) -> std::io::Result<()> {
+    let mut empty: Vec<&Path> = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        let value = std::fs::read_to_string(d.join(file))?;
+        let value = value.trim();
+        if !value.is_empty() {
+            for e in empty.iter().rev() {
+                std::fs::write(e.join(file), value)?;
+            }
+            return Ok(());
+        }
+        empty.push(d);
+        at = d.parent();
+    }
+    Ok(())
+}
+
+/// The processes in one hierarchy's directory of a cgroup.
+fn pids_in(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// A back-off for what the kernel finishes asynchronously: 50 µs, doubling
@@ -1372,5 +1470,60 @@ mod tests {
     fn relative_path_drops_the_leading_slash() {
         assert_eq!(rel("/isoexec/a"), "isoexec/a");
         assert_eq!(rel("a/b"), "a/b");
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("isoexec-cg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_missing_directory_is_made_with_its_parents_and_recorded() {
+        let d = scratch("make");
+        let leaf = d.join("a/b/leaf");
+        let mut made = Vec::new();
+        assert!(make_dir_v1(&leaf, false, &mut made).unwrap());
+        assert_eq!(made, [d.join("a"), d.join("a/b"), leaf.clone()]);
+        // There already: not made, nothing recorded.
+        let mut again = Vec::new();
+        assert!(!make_dir_v1(&leaf, false, &mut again).unwrap());
+        assert!(again.is_empty());
+        // A parent that is a file: the error comes back.
+        std::fs::write(d.join("file"), "").unwrap();
+        assert!(make_dir_v1(&d.join("file/leaf"), false, &mut Vec::new()).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_empty_cpuset_takes_its_nearest_ancestors_value() {
+        let d = scratch("cpuset");
+        let (a, b, c) = (d.join("a"), d.join("a/b"), d.join("a/b/c"));
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(d.join("cpuset.cpus"), "0-7\n").unwrap();
+        std::fs::write(a.join("cpuset.cpus"), "0-1\n").unwrap();
+        std::fs::write(b.join("cpuset.cpus"), "\n").unwrap();
+        std::fs::write(c.join("cpuset.cpus"), "").unwrap();
+        copy_from_ancestor(&c, "cpuset.cpus").unwrap();
+        for x in [&b, &c] {
+            assert_eq!(
+                std::fs::read_to_string(x.join("cpuset.cpus")).unwrap(),
+                "0-1"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(d.join("cpuset.cpus")).unwrap(),
+            "0-7\n"
+        );
+        // One that has a value keeps it, and nothing above is read.
+        std::fs::write(c.join("cpuset.mems"), "1\n").unwrap();
+        copy_from_ancestor(&c, "cpuset.mems").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(c.join("cpuset.mems")).unwrap(),
+            "1\n"
+        );
+        assert!(!b.join("cpuset.mems").exists());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

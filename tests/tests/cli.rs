@@ -1235,6 +1235,86 @@ fn an_occupied_cgroup_is_refused_and_its_processes_untouched() {
 }
 
 #[test]
+fn a_cgroup_occupied_in_one_hierarchy_is_refused_and_the_others_undone() {
+    // The same hazard where only one v1 hierarchy (here the freezer, the
+    // last one a create makes) holds the bystander: the create finds it
+    // at its mkdir there, after it made the cgroup in the others. It is
+    // refused all the same; what it made goes, what it found stays.
+    let iso = Isoexec::new();
+    let top = unique("isoexec-occupied1");
+    let path = format!("/{top}/leaf");
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let pid = bystander.id().to_string();
+    let controllers = task_hierarchies();
+    let occupied = if cgroup_v2() { "" } else { "freezer" };
+    let d = cgroup_dir(occupied, &path);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("cgroup.procs"), &pid).unwrap();
+    let b = Bundle::busybox(&["true"], |c| c["linux"]["cgroupsPath"] = json!(path));
+    let id = unique("occupied1");
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("linux.cgroupsPath")
+            && e.contains("already holds processes")
+            && e.contains(&pid),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    assert!(alive(bystander.id() as i32), "the bystander was killed");
+    assert_eq!(read_trimmed(&d.join("cgroup.procs")), pid);
+    for c in controllers.iter().filter(|c| **c != occupied) {
+        let top_dir = cgroup_dir(c, &format!("/{top}"));
+        assert!(!top_dir.exists(), "{} left behind", top_dir.display());
+    }
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+    assert!(eventually(5, || std::fs::remove_dir(&d).is_ok()));
+    let _ = std::fs::remove_dir(cgroup_dir(occupied, &format!("/{top}")));
+}
+
+#[test]
+fn a_new_cgroup_path_gets_its_cpus_and_passes_them_on() {
+    // v1 cpuset: a cgroup without CPUs or memory nodes takes no task, so
+    // every directory a create makes there gets its parent's, and the
+    // parents it makes hand theirs to later children themselves
+    // (cgroup.clone_children), which spares each next create the copy.
+    if cgroup_v2() {
+        return; // v2 cpusets are inherited by the kernel.
+    }
+    let iso = Isoexec::new();
+    let top = unique("isoexec-cpuset");
+    let b = Bundle::busybox(&["cat", "/proc/self/status"], |c| {
+        c["linux"]["cgroupsPath"] = json!(format!("/{top}/mid/leaf"))
+    });
+    let id = unique("cpuset");
+    let out = iso.ok(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let root = |f: &str| read_trimmed(&Path::new("/sys/fs/cgroup/cpuset").join(f));
+    let allowed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert_eq!(allowed, root("cpuset.cpus"), "{out}");
+    for dir in [format!("/{top}"), format!("/{top}/mid")] {
+        let d = cgroup_dir("cpuset", &dir);
+        assert_eq!(read_trimmed(&d.join("cgroup.clone_children")), "1");
+        assert_eq!(read_trimmed(&d.join("cpuset.cpus")), root("cpuset.cpus"));
+        assert_eq!(read_trimmed(&d.join("cpuset.mems")), root("cpuset.mems"));
+    }
+    // The task's own directory went with it; its parents stay, as runc
+    // leaves them.
+    assert!(!cgroup_dir("cpuset", &format!("/{top}/mid/leaf")).exists());
+    for c in task_hierarchies() {
+        let _ = std::fs::remove_dir(cgroup_dir(c, &format!("/{top}/mid")));
+        let _ = std::fs::remove_dir(cgroup_dir(c, &format!("/{top}")));
+    }
+}
+
+#[test]
 fn a_namespace_path_must_be_a_namespace_of_its_kind() {
     // The hazard: a linux.namespaces[].path naming a fifo made create hang
     // forever (the init blocked opening it). Now refused before the init

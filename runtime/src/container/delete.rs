@@ -30,9 +30,12 @@ pub fn delete(c: &Container, force: bool) -> Result<Vec<String>> {
     crate::debug::phase("delete: state");
     // Re-read: another task on the same root may have handed us what it
     // created since `c` was loaded (a long-lived caller keeps it loaded).
+    // Only a task with a root assembly is handed anything.
     let fresh = c
-        .dir
-        .parent()
+        .state
+        .chroot
+        .as_ref()
+        .and(c.dir.parent())
         .and_then(|root| Container::load(root, c.id()).ok());
     let c = fresh.as_ref().unwrap_or(c);
     if let Some(p) = &c.state.chroot {
