@@ -635,22 +635,20 @@ impl CgroupManager {
 /// does.
 fn make_dir_v1(dir: &Path, cpuset: bool, made: &mut Vec<PathBuf>) -> std::io::Result<bool> {
     use std::io::ErrorKind;
-    match std::fs::create_dir(dir) {
-        Ok(()) => made.push(dir.to_path_buf()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            let parent = dir.parent().ok_or(e)?;
+    let mut made_dir = std::fs::create_dir(dir);
+    if let (Err(e), Some(parent)) = (&made_dir, dir.parent()) {
+        if e.kind() == ErrorKind::NotFound {
             // Another create may make the same parent meanwhile: both
             // then go on.
             if make_dir_v1(parent, cpuset, made)? && cpuset {
                 std::fs::write(parent.join("cgroup.clone_children"), "1")?;
             }
-            match std::fs::create_dir(dir) {
-                Ok(()) => made.push(dir.to_path_buf()),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
-                Err(e) => return Err(e),
-            }
+            made_dir = std::fs::create_dir(dir);
         }
+    }
+    match made_dir {
+        Ok(()) => made.push(dir.to_path_buf()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(e),
     }
     if cpuset {
@@ -668,7 +666,7 @@ fn copy_from_ancestor(dir: &Path, file: &str) -> std::io::Result<()> {
     let mut empty: Vec<&Path> = Vec::new();
     let mut at = Some(dir);
     while let Some(d) = at {
-        let value = std::fs::read_to_string(d.join(file))?;
+        let value = crate::sys::read_proc(d.join(file))?;
         let value = value.trim();
         if !value.is_empty() {
             for e in empty.iter().rev() {
@@ -684,7 +682,7 @@ fn copy_from_ancestor(dir: &Path, file: &str) -> std::io::Result<()> {
 
 /// The processes in one hierarchy's directory of a cgroup.
 fn pids_in(dir: &Path) -> Vec<i32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
+    crate::sys::read_proc(dir.join("cgroup.procs"))
         .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()
 }

@@ -1190,6 +1190,32 @@ fn state_is_readable_by_root_only() {
     iso.ok(&["delete", "--force", &id]);
 }
 
+/// A process of no container's, for a cgroup a create must not take.
+fn bystander() -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap()
+}
+
+/// A create in cgroupsPath `path`, which holds the bystander: refused,
+/// naming the field and its pid, with no state left and the bystander
+/// alive.
+fn create_refused_for(iso: &Isoexec, path: &str, bystander: &std::process::Child) {
+    let pid = bystander.id().to_string();
+    let b = Bundle::busybox(&["true"], |c| c["linux"]["cgroupsPath"] = json!(path));
+    let id = unique("occupied");
+    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        e.contains("linux.cgroupsPath")
+            && e.contains("already holds processes")
+            && e.contains(&pid),
+        "{e}"
+    );
+    assert!(!iso.state_dir(&id).exists());
+    assert!(alive(bystander.id() as i32), "the bystander was killed");
+}
+
 #[test]
 fn an_occupied_cgroup_is_refused_and_its_processes_untouched() {
     // The hazard: a cgroupsPath naming a cgroup that holds someone else's
@@ -1197,10 +1223,7 @@ fn an_occupied_cgroup_is_refused_and_its_processes_untouched() {
     // undo) would SIGKILL them. runc 1.2 refuses it; so does isoexec.
     let iso = Isoexec::new();
     let path = format!("/{}", unique("isoexec-occupied"));
-    let mut bystander = std::process::Command::new("sleep")
-        .arg("100")
-        .spawn()
-        .unwrap();
+    let mut bystander = bystander();
     let pid = bystander.id().to_string();
     let controllers = task_hierarchies();
     for c in controllers {
@@ -1214,17 +1237,7 @@ fn an_occupied_cgroup_is_refused_and_its_processes_untouched() {
         }
         std::fs::write(d.join("cgroup.procs"), &pid).unwrap();
     }
-    let b = Bundle::busybox(&["true"], |c| c["linux"]["cgroupsPath"] = json!(path));
-    let id = unique("occupied");
-    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
-    assert!(
-        e.contains("linux.cgroupsPath")
-            && e.contains("already holds processes")
-            && e.contains(&pid),
-        "{e}"
-    );
-    assert!(!iso.state_dir(&id).exists());
-    assert!(alive(bystander.id() as i32), "the bystander was killed");
+    create_refused_for(&iso, &path, &bystander);
     assert!(cgroup_dir(controllers[0], &path).exists());
     bystander.kill().unwrap();
     bystander.wait().unwrap();
@@ -1243,27 +1256,14 @@ fn a_cgroup_occupied_in_one_hierarchy_is_refused_and_the_others_undone() {
     let iso = Isoexec::new();
     let top = unique("isoexec-occupied1");
     let path = format!("/{top}/leaf");
-    let mut bystander = std::process::Command::new("sleep")
-        .arg("100")
-        .spawn()
-        .unwrap();
+    let mut bystander = bystander();
     let pid = bystander.id().to_string();
     let controllers = task_hierarchies();
     let occupied = if cgroup_v2() { "" } else { "freezer" };
     let d = cgroup_dir(occupied, &path);
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("cgroup.procs"), &pid).unwrap();
-    let b = Bundle::busybox(&["true"], |c| c["linux"]["cgroupsPath"] = json!(path));
-    let id = unique("occupied1");
-    let e = iso.fails(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
-    assert!(
-        e.contains("linux.cgroupsPath")
-            && e.contains("already holds processes")
-            && e.contains(&pid),
-        "{e}"
-    );
-    assert!(!iso.state_dir(&id).exists());
-    assert!(alive(bystander.id() as i32), "the bystander was killed");
+    create_refused_for(&iso, &path, &bystander);
     assert_eq!(read_trimmed(&d.join("cgroup.procs")), pid);
     for c in controllers.iter().filter(|c| **c != occupied) {
         let top_dir = cgroup_dir(c, &format!("/{top}"));
