@@ -51,9 +51,11 @@ pub struct ProcessIo {
     _keep: Vec<File>,
     /// Relays the stdin fifo into the process's stdin pipe until the
     /// client's writer closes (then the process sees the end of its input)
-    /// or CloseIO aborts it. The fifo is not the process's own stdin: a
+    /// or CloseIO ends it. The fifo is not the process's own stdin: a
     /// reader of a fifo that no writer has opened yet would see its end.
     stdin_pump: Option<tokio::task::JoinHandle<()>>,
+    /// CloseIO: the relay passes on what the fifo holds, then ends.
+    stdin_close: Option<tokio::sync::oneshot::Sender<()>>,
     /// The stdin fifo's read side, also the pump's.
     stdin_fifo: Option<Fifo>,
 }
@@ -208,6 +210,7 @@ impl ProcessIo {
     ) -> std::io::Result<Self> {
         let mut keep = Vec::new();
         let mut stdin_fifo = None;
+        let mut stdin_close = None;
         let (stdin_child, stdin_pump) = if stdin.is_empty() {
             (OwnedFd::from(dev_null(false)?), None)
         } else {
@@ -220,7 +223,9 @@ impl ProcessIo {
             let from = std::sync::Arc::new(async_fd(OwnedFd::from(fifo))?);
             let to = std::sync::Arc::new(async_fd(w)?);
             stdin_fifo = Some(from.clone());
-            (r, Some(tokio::spawn(pump(from, to))))
+            let (close, closed) = tokio::sync::oneshot::channel();
+            stdin_close = Some(close);
+            (r, Some(tokio::spawn(pump(from, to, Some(closed)))))
         };
         let (out, err) = if stdout.starts_with("binary://") {
             start_logger(stdout, id, namespace)?
@@ -237,6 +242,7 @@ impl ProcessIo {
             child: [stdin_child, out.into(), err.into()],
             _keep: keep,
             stdin_pump,
+            stdin_close,
             stdin_fifo,
         })
     }
@@ -254,6 +260,7 @@ impl ProcessIo {
             child: [in_r, out_w, err_w],
             _keep: Vec::new(),
             stdin_pump: None,
+            stdin_close: None,
             stdin_fifo: None,
         };
         Ok((io, File::from(in_w), File::from(out_r), File::from(err_r)))
@@ -267,12 +274,14 @@ impl ProcessIo {
         ]
     }
 
-    /// CloseIO: the relay stops and the process sees the end of its input.
+    /// CloseIO: the process gets what the client wrote before it asked,
+    /// then the end of its input. ctr asks as soon as its own stdin ends,
+    /// maybe before the relay has read the last of it from the fifo (or
+    /// before the process starts): stopping the relay there lost that input.
     pub fn close_stdin(&mut self) {
-        if let Some(p) = self.stdin_pump.take() {
-            p.abort();
+        if let Some(close) = self.stdin_close.take() {
+            let _ = close.send(());
         }
-        self.stdin_fifo = None;
     }
 }
 
@@ -325,35 +334,67 @@ pub fn resize(fd: impl std::os::fd::AsFd, width: u32, height: u32) {
     unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
-async fn pump(from: std::sync::Arc<AsyncFd<OwnedFd>>, to: std::sync::Arc<AsyncFd<OwnedFd>>) {
+/// Relays `from` to `to` until `from` ends. Once `closed` fires, what
+/// `from` holds then is relayed and the relay ends: the writer had written
+/// it before it closed.
+async fn pump(from: Fifo, to: Fifo, mut closed: Option<tokio::sync::oneshot::Receiver<()>>) {
     let mut buf = [0u8; 8192];
     loop {
-        let n = loop {
-            let Ok(mut g) = from.readable().await else {
-                return;
-            };
-            match g.try_io(|fd| {
-                nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)
-            }) {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(n)) => break n,
-                Err(_would_block) => continue,
+        let n = if closed.is_none() {
+            read_some(&from, &mut buf).await
+        } else {
+            tokio::select! {
+                n = read_some(&from, &mut buf) => n,
+                _ = async {
+                    if let Some(c) = closed.as_mut() {
+                        let _ = c.await;
+                    }
+                } => return drain_into(&from, &to, &mut buf).await,
             }
         };
-        let mut data = &buf[..n];
-        while !data.is_empty() {
-            let Ok(mut g) = to.writable().await else {
-                return;
-            };
-            match g
-                .try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from))
-            {
-                Ok(Ok(w)) => data = &data[w..],
-                Ok(Err(_)) => return,
-                Err(_would_block) => continue,
-            }
+        let Some(n) = n else {
+            return;
+        };
+        if !write_all(&to, &buf[..n]).await {
+            return;
         }
     }
+}
+
+/// Relays what `from` holds now (up to its first EAGAIN or end) to `to`.
+async fn drain_into(from: &Fifo, to: &Fifo, buf: &mut [u8]) {
+    while let Ok(n @ 1..) = nix::unistd::read(from.get_ref(), buf) {
+        if !write_all(to, &buf[..n]).await {
+            return;
+        }
+    }
+}
+
+/// One read of `from` when it is readable; None at its end or an error.
+async fn read_some(from: &Fifo, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        let mut g = from.readable().await.ok()?;
+        match g.try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(std::io::Error::from)) {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => return Some(n),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Writes all of `data` to `to`; false if `to` failed.
+async fn write_all(to: &Fifo, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        let Ok(mut g) = to.writable().await else {
+            return false;
+        };
+        match g.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from)) {
+            Ok(Ok(w)) => data = &data[w..],
+            Ok(Err(_)) => return false,
+            Err(_would_block) => continue,
+        }
+    }
+    true
 }
 
 impl Console {
@@ -378,14 +419,14 @@ impl Console {
             )?;
             console.stdout = Some(out.try_clone()?);
             let out = std::sync::Arc::new(async_fd(OwnedFd::from(out))?);
-            console.output = Some(tokio::spawn(pump(console.master.clone(), out)));
+            console.output = Some(tokio::spawn(pump(console.master.clone(), out, None)));
         }
         if !stdin.is_empty() {
             let w = open(stdin, true, true, 0)?;
             let r = open(stdin, true, false, libc::O_NONBLOCK)?;
             let r = std::sync::Arc::new(async_fd(OwnedFd::from(r))?);
             console.stdin_fifo = Some(r.clone());
-            console.input = Some(tokio::spawn(pump(r, console.master.clone())));
+            console.input = Some(tokio::spawn(pump(r, console.master.clone(), None)));
             console.stdin_writer = Some(w);
         }
         Ok(console)

@@ -358,23 +358,39 @@ fn output_waits_for_a_reader_that_comes_late() {
     ctd.assert_clean("late");
 }
 
-/// `echo hello | ctr task exec ... cat`: the exec reads its input to the end
-/// and ends, though ctr may close stdin before it starts the exec.
+/// `… | ctr task exec ... cat`: the exec reads its input to the end and
+/// ends, though ctr sends CloseIO as soon as its own stdin ends: maybe
+/// before it starts the exec, and before the shim has relayed from the
+/// fifo what ctr wrote there. An exec that reads late, with more input than
+/// its pipe holds, has the rest of it in the fifo then, every time; a short
+/// input, in a loop as a user's script runs it, now and then. `echo end`
+/// after the input tells a lost input from a lost output.
 #[test]
 fn exec_reads_stdin_to_its_end() {
     use std::io::Write;
     let ctd = Containerd::start();
     assert!(ctd.run(&["-d"], "in", &["sleep", "1000"]).status.success());
-    for n in 0..3 {
+    // (bytes of input, seconds before the exec reads it): 120000 is more
+    // than the pipe holds and less than the pipe and the fifo hold, so ctr
+    // has written it all and sent CloseIO before the exec reads. The input
+    // comes once the exec has started: ctr sends CloseIO only from then.
+    let inputs = [(120_000, 1)].into_iter().chain([(6, 0); 30]);
+    for (n, (size, late)) in inputs.enumerate() {
+        let script = format!("sleep {late}; wc -c; echo end");
         let mut child = Command::new("ctr")
             .arg("-a")
             .arg(ctd.sock())
-            .args(["task", "exec", "--exec-id", &format!("cat{n}"), "in", "cat"])
+            .args(["task", "exec", "--exec-id", &format!("cat{n}"), "in"])
+            .args(["sh", "-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300 * late));
+            stdin.write_all(&vec![b'x'; size]).is_ok()
+        });
         let pid = child.id() as i32;
         let done = eventually(10, || {
             !alive(pid) || matches!(child.try_wait(), Ok(Some(_)))
@@ -387,7 +403,14 @@ fn exec_reads_stdin_to_its_end() {
             done,
             "ctr task exec did not end: the exec never saw the end of its stdin"
         );
-        assert_eq!((stdout(&o).as_str(), o.status.code()), ("hello\n", Some(0)));
+        assert!(writer.join().unwrap(), "ctr took its input");
+        let out = stdout(&o);
+        let got: Vec<&str> = out.lines().map(str::trim).collect();
+        assert_eq!(
+            (got, o.status.code()),
+            (vec![size.to_string().as_str(), "end"], Some(0)),
+            "exec {n}: the exec got only part of its {size} bytes of input"
+        );
     }
     ctd.ok(&["task", "kill", "-s", "KILL", "in"]);
     assert!(eventually(5, || ctd
