@@ -136,6 +136,12 @@ impl Containerd {
 
     /// `ctr run` with isoexec on the empty root.
     fn run(&self, flags: &[&str], id: &str, cmd: &[&str]) -> Output {
+        let args = self.run_args(flags, id, cmd);
+        self.ctr(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The arguments of `ctr run` with isoexec on the empty root.
+    fn run_args(&self, flags: &[&str], id: &str, cmd: &[&str]) -> Vec<String> {
         let root = self.empty_root();
         // ctr's fifos in the test's own directory: a task deleted without
         // ctr (its shim killed) leaves them behind, and they go with it.
@@ -147,7 +153,7 @@ impl Containerd {
         args.extend_from_slice(&["--rootfs", &root]);
         args.push(id);
         args.extend_from_slice(cmd);
-        self.ctr(&args)
+        args.into_iter().map(String::from).collect()
     }
 
     /// Shim processes serving this containerd (by their -address). A task's
@@ -358,6 +364,54 @@ fn output_waits_for_a_reader_that_comes_late() {
     ctd.assert_clean("late");
 }
 
+/// Runs `ctr ARGS sh -c 'sleep LATE; wc -c; echo end'`, ctr's stdin fed
+/// `size` bytes once the process has started (ctr sends CloseIO only from
+/// then), and asserts the process counted them all and ended.
+fn fed_through_ctr(ctd: &Containerd, args: &[String], size: usize, late: u64) {
+    use std::io::Write;
+    let script = format!("sleep {late}; wc -c; echo end");
+    let mut child = Command::new("ctr")
+        .arg("-a")
+        .arg(ctd.sock())
+        .args(args)
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300 * late));
+        stdin.write_all(&vec![b'x'; size]).is_ok()
+    });
+    let pid = child.id() as i32;
+    let done = eventually(10, || {
+        !alive(pid) || matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !done {
+        let _ = child.kill();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        done,
+        "ctr {args:?} did not end: the process never saw the end of its stdin"
+    );
+    assert!(writer.join().unwrap(), "ctr took its input");
+    let out = stdout(&o);
+    let got: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(
+        (got, o.status.code()),
+        (vec![size.to_string().as_str(), "end"], Some(0)),
+        "ctr {args:?}: the process got only part of its {size} bytes of input"
+    );
+}
+
+/// (bytes of input, seconds before the process reads it): 120000 is more
+/// than the process's pipe holds and less than the pipe and the fifo hold,
+/// so ctr has written it all and sent CloseIO before the process reads;
+/// then short inputs read at once, as a user's loop feeds them.
+const LATE_INPUTS: [(usize, u64); 2] = [(120_000, 1), (6, 0)];
+
 /// `… | ctr task exec ... cat`: the exec reads its input to the end and
 /// ends, though ctr sends CloseIO as soon as its own stdin ends: maybe
 /// before it starts the exec, and before the shim has relayed from the
@@ -367,50 +421,13 @@ fn output_waits_for_a_reader_that_comes_late() {
 /// after the input tells a lost input from a lost output.
 #[test]
 fn exec_reads_stdin_to_its_end() {
-    use std::io::Write;
     let ctd = Containerd::start();
     assert!(ctd.run(&["-d"], "in", &["sleep", "1000"]).status.success());
-    // (bytes of input, seconds before the exec reads it): 120000 is more
-    // than the pipe holds and less than the pipe and the fifo hold, so ctr
-    // has written it all and sent CloseIO before the exec reads. The input
-    // comes once the exec has started: ctr sends CloseIO only from then.
-    let inputs = [(120_000, 1)].into_iter().chain([(6, 0); 30]);
+    let [long, short] = LATE_INPUTS;
+    let inputs = [long].into_iter().chain([short; 30]);
     for (n, (size, late)) in inputs.enumerate() {
-        let script = format!("sleep {late}; wc -c; echo end");
-        let mut child = Command::new("ctr")
-            .arg("-a")
-            .arg(ctd.sock())
-            .args(["task", "exec", "--exec-id", &format!("cat{n}"), "in"])
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(300 * late));
-            stdin.write_all(&vec![b'x'; size]).is_ok()
-        });
-        let pid = child.id() as i32;
-        let done = eventually(10, || {
-            !alive(pid) || matches!(child.try_wait(), Ok(Some(_)))
-        });
-        if !done {
-            let _ = child.kill();
-        }
-        let o = child.wait_with_output().unwrap();
-        assert!(
-            done,
-            "ctr task exec did not end: the exec never saw the end of its stdin"
-        );
-        assert!(writer.join().unwrap(), "ctr took its input");
-        let out = stdout(&o);
-        let got: Vec<&str> = out.lines().map(str::trim).collect();
-        assert_eq!(
-            (got, o.status.code()),
-            (vec![size.to_string().as_str(), "end"], Some(0)),
-            "exec {n}: the exec got only part of its {size} bytes of input"
-        );
+        let args = ["task", "exec", "--exec-id", &format!("cat{n}"), "in"];
+        fed_through_ctr(&ctd, &args.map(String::from), size, late);
     }
     ctd.ok(&["task", "kill", "-s", "KILL", "in"]);
     assert!(eventually(5, || ctd
@@ -419,6 +436,18 @@ fn exec_reads_stdin_to_its_end() {
     ctd.ok(&["task", "rm", "in"]);
     ctd.ok(&["c", "rm", "in"]);
     ctd.assert_clean("in");
+}
+
+/// `… | ctr run --rm ... cat`: a task's own process reads its input to the
+/// end, as an exec does (the same CloseIO from ctr).
+#[test]
+fn run_reads_stdin_to_its_end() {
+    let ctd = Containerd::start();
+    for (n, (size, late)) in LATE_INPUTS.into_iter().enumerate() {
+        let id = format!("fed{n}");
+        fed_through_ctr(&ctd, &ctd.run_args(&["--rm"], &id, &[]), size, late);
+        ctd.assert_clean(&id);
+    }
 }
 
 #[test]
