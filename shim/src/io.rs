@@ -337,20 +337,21 @@ pub fn resize(fd: impl std::os::fd::AsFd, width: u32, height: u32) {
 /// Relays `from` to `to` until `from` ends. Once `closed` fires, what
 /// `from` holds then is relayed and the relay ends: the writer had written
 /// it before it closed.
-async fn pump(from: Fifo, to: Fifo, mut closed: Option<tokio::sync::oneshot::Receiver<()>>) {
+async fn pump(from: Fifo, to: Fifo, closed: Option<tokio::sync::oneshot::Receiver<()>>) {
+    let closed = async move {
+        match closed {
+            Some(c) => {
+                let _ = c.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(closed);
     let mut buf = [0u8; 8192];
     loop {
-        let n = if closed.is_none() {
-            read_some(&from, &mut buf).await
-        } else {
-            tokio::select! {
-                n = read_some(&from, &mut buf) => n,
-                _ = async {
-                    if let Some(c) = closed.as_mut() {
-                        let _ = c.await;
-                    }
-                } => return drain_into(&from, &to, &mut buf).await,
-            }
+        let n = tokio::select! {
+            n = read_some(&from, &mut buf) => n,
+            () = &mut closed => return drain_into(&from, &to, &mut buf).await,
         };
         let Some(n) = n else {
             return;
