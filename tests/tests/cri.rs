@@ -567,10 +567,16 @@ fn stream(url: &str, input: &[u8], typing: bool, done: impl Fn(&Streamed) -> boo
         .unwrap()
         .to_string();
     let tcp = std::net::TcpStream::connect(&host).expect("connecting to the stream server");
-    let wait = if typing { 10 } else { 20_000 };
-    tcp.set_read_timeout(Some(std::time::Duration::from_millis(wait)))
+    // The handshake waits as long as a reply may take; a typing session
+    // then polls with a short timeout so that it can keep typing.
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
     let (mut ws, _) = tungstenite::client(req, tcp).expect("websocket handshake");
+    if typing {
+        ws.get_ref()
+            .set_read_timeout(Some(std::time::Duration::from_millis(10)))
+            .unwrap();
+    }
     let stdin = [&[0u8][..], input].concat();
     if !input.is_empty() {
         ws.send(Message::Binary(stdin.clone().into()))
