@@ -312,7 +312,7 @@ impl CgroupManager {
     /// the file, and a file the cgroup lacks is said to be missing
     /// (cgroupfs answers EACCES, not ENOENT, for one), with `why_missing`.
     fn write_limit(&self, file: &Path, value: &str, field: &str, why_missing: &str) -> Result<()> {
-        std::fs::write(file, value).map_err(|e| {
+        crate::sys::write_kernel(file, value).map_err(|e| {
             let name = file.file_name().unwrap_or_default().to_string_lossy();
             let hint = if file.exists() {
                 String::new()
@@ -488,7 +488,7 @@ impl CgroupManager {
             ("freezer.state", "FROZEN")
         };
         let write = |v: &str| {
-            std::fs::write(dir.join(file), v).map_err(|e| Error::Cgroup {
+            crate::sys::write_kernel(dir.join(file), v).map_err(|e| Error::Cgroup {
                 path: self.path.clone(),
                 reason: format!("cannot write {v} to {file}: {e}"),
             })
@@ -523,7 +523,7 @@ impl CgroupManager {
         } else {
             ("freezer.state", "THAWED")
         };
-        std::fs::write(dir.join(file), value).map_err(|e| Error::Cgroup {
+        crate::sys::write_kernel(dir.join(file), value).map_err(|e| Error::Cgroup {
             path: self.path.clone(),
             reason: format!("cannot write {value} to {file}: {e}"),
         })
@@ -641,7 +641,7 @@ fn make_dir_v1(dir: &Path, cpuset: bool, made: &mut Vec<PathBuf>) -> std::io::Re
             // Another create may make the same parent meanwhile: both
             // then go on.
             if make_dir_v1(parent, cpuset, made)? && cpuset {
-                std::fs::write(parent.join("cgroup.clone_children"), "1")?;
+                crate::sys::write_kernel(parent.join("cgroup.clone_children"), "1")?;
             }
             made_dir = std::fs::create_dir(dir);
         }
@@ -670,7 +670,7 @@ fn copy_from_ancestor(dir: &Path, file: &str) -> std::io::Result<()> {
         let value = value.trim();
         if !value.is_empty() {
             for e in empty.iter().rev() {
-                std::fs::write(e.join(file), value)?;
+                crate::sys::write_kernel(e.join(file), value)?;
             }
             return Ok(());
         }

@@ -1047,7 +1047,7 @@ impl Supervisor {
         }
         // SAFETY: a fresh descriptor we own.
         let efd = unsafe { OwnedFd::from_raw_fd(efd) };
-        std::fs::write(
+        runtime::sys::write_kernel(
             dir.join("cgroup.event_control"),
             format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()),
         )

@@ -489,11 +489,22 @@ impl SyncSocket {
 pub fn join_cgroup(v2: bool, dirs: &[(String, PathBuf)]) -> std::io::Result<()> {
     let file = if v2 { "cgroup.procs" } else { "tasks" };
     for (_, dir) in dirs {
-        std::fs::write(dir.join(file), b"0").map_err(|e| {
+        write_kernel(dir.join(file), b"0").map_err(|e| {
             std::io::Error::new(e.kind(), format!("joining cgroup {}: {e}", dir.display()))
         })?;
     }
     Ok(())
+}
+
+/// Writes `value` to a file of the kernel's (cgroup, /proc, sysctl) that
+/// exists: opened without O_CREAT or O_TRUNC, then one write. A path that
+/// is not there is an error, never a new file, and nothing is truncated.
+pub fn write_kernel(path: impl AsRef<Path>, value: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_ref())
 }
 
 /// A small file of the kernel's (/proc, /sys), read in one or two calls:
@@ -577,6 +588,22 @@ mod tests {
         assert_eq!(b.recv_whole().unwrap(), Some((msg::READY, Vec::new())));
         drop(a);
         assert_eq!(b.recv_whole().unwrap(), None);
+    }
+
+    #[test]
+    fn a_kernel_file_is_written_in_place_and_never_made() {
+        let d = std::env::temp_dir().join(format!("isoexec-wk-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        // A missing file is an error and stays missing.
+        let missing = d.join("tasks");
+        assert!(write_kernel(&missing, b"0").is_err());
+        assert!(!missing.exists());
+        // An existing one is written from its start, not truncated first.
+        let file = d.join("cgroup.procs");
+        std::fs::write(&file, "123456").unwrap();
+        write_kernel(&file, b"0").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "023456");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

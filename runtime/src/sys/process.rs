@@ -37,7 +37,7 @@ pub fn apply_limits(p: &ProcessPlan) -> Result<()> {
         }
     }
     if let Some(adj) = p.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        crate::sys::write_kernel("/proc/self/oom_score_adj", adj.to_string())
             .ctx(|| format!("oomScoreAdj {adj}"))?;
     }
     Ok(())

@@ -416,7 +416,7 @@ pub fn enter_root(plan: &Plan) -> Result<()> {
 pub fn finish(plan: &Plan) -> Result<()> {
     for (key, value) in &plan.sysctl {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        fs::write(&path, value).ctx(|| format!("sysctl {key}={value}"))?;
+        crate::sys::write_kernel(&path, value).ctx(|| format!("sysctl {key}={value}"))?;
     }
     let root = Root::open(Path::new("/")).ctx(|| "opening /".into())?;
     for p in &plan.masked_paths {

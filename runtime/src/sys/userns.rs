@@ -25,7 +25,7 @@ use crate::plan::UserNsPlan;
 pub fn write_maps(pid: Pid, u: &UserNsPlan) -> Result<()> {
     for (file, map) in [("uid_map", &u.uid_map), ("gid_map", &u.gid_map)] {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, UserNsPlan::map_text(map)).map_err(|e| {
+        crate::sys::write_kernel(&path, UserNsPlan::map_text(map)).map_err(|e| {
             let field = if file == "uid_map" {
                 "linux.uidMappings"
             } else {
